@@ -1,0 +1,83 @@
+"""The typer application object and options shared by the subcommands."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Any, Callable, TypeVar
+
+import typer
+
+from repsim_cli import __version__
+from repsim_cli.errors import RepsimError
+
+app = typer.Typer(
+    name="repsim",
+    help=(
+        "How similar are two neural-network representations? Compare saved activations "
+        "(HDF5, .npy, .npz; N inputs x features per layer) with CKA, CCA, Procrustes, RSA and "
+        "honest baselines, against permutation and bootstrap nulls.\n\n"
+        "Exit codes: 0 ok, 1 a --fail-below/--fail-above gate was crossed, 2 bad input or usage, "
+        "130 interrupted."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode="markdown",
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"repsim {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """repsim: representation similarity from activation files."""
+
+
+def error(message: str) -> None:
+    """One line on stderr (plain text: messages may contain brackets)."""
+    sys.stderr.write(f"repsim: error: {message}\n")
+    sys.stderr.flush()
+
+
+def warning(message: str) -> None:
+    sys.stderr.write(f"repsim: warning: {message}\n")
+    sys.stderr.flush()
+
+
+def info(message: str) -> None:
+    sys.stderr.write(f"{message}\n")
+    sys.stderr.flush()
+
+
+def handle_errors(fn: F) -> F:
+    """Turn bad input into one line and exit 2, Ctrl-C into exit 130; never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RepsimError as exc:
+            error(str(exc))
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            error("interrupted")
+            raise typer.Exit(130) from None
+        except MemoryError:
+            error("out of memory; reduce the inputs with --max-samples or --pool mean")
+            raise typer.Exit(2) from None
+        except BrokenPipeError:
+            raise typer.Exit(0) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,88 @@
+"""Options and output plumbing shared by the subcommands (parsing and rendering only)."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+import typer
+
+from repsim_cli.engine import LoadOptions
+from repsim_cli.loading import split_selector
+from repsim_cli.render import choose_format, render_text, to_delimited, to_json, write_atomic
+
+# ---- option declarations reused by several commands (same names, same help everywhere)
+FormatOpt = typer.Option(None, "--format", "-f", help="table | json | csv | tsv (default: from -o's extension, else table).")
+OutputOpt = typer.Option(None, "--output", "-o", help="Write the output to FILE atomically instead of stdout; never overwrites an input file.")
+SeedOpt = typer.Option(0, "--seed", help="Seed for every random choice (subsets, permutations, bootstrap); echoed in the output.")
+MaxSamplesOpt = typer.Option(None, "--max-samples", help="Use a random subset of M inputs (rows), the same rows on every side (seeded by --seed).")
+SamplesOpt = typer.Option(None, "--samples", help=".npy file of 0-based row indices to use on every side.")
+PoolOpt = typer.Option("none", "--pool", help="N-D layers (N x C x H x W, N x T x D): none = flatten to N x (rest); mean = average every axis but N and --channel-axis.")
+ChannelAxisOpt = typer.Option(1, "--channel-axis", help="Axis kept by --pool mean (default 1: channels of N x C x H x W).")
+MaxGramOpt = typer.Option(20000, "--max-gram", help="Refuse metrics that build N x N matrices (rbf cka, rsa, knn) above this many inputs.")
+
+
+def load_options(
+    max_samples: Optional[int], seed: int, samples: Optional[str], pool: str, channel_axis: int, max_gram: int = 20000
+) -> LoadOptions:
+    return LoadOptions(max_samples, seed, samples, pool, channel_axis, max_gram)
+
+
+def input_files(args: Sequence[Optional[str]]) -> list[str]:
+    """The file part of every selector argument (protected from being overwritten)."""
+    return [split_selector(a)[0] for a in args if a]
+
+
+def emit(
+    doc: dict[str, Any],
+    records: Sequence[dict[str, Any]],
+    fmt: Optional[str],
+    output: Optional[str],
+    protected: Sequence[str],
+    table: Callable[[], Any],
+) -> None:
+    """Print or atomically write ``doc`` (json), ``records`` (csv/tsv) or ``table()`` (a rich renderable)."""
+    kind = choose_format(fmt, output)
+    if output is not None:
+        from repsim_cli.render import check_not_input
+
+        check_not_input(output, protected)
+    if kind == "json":
+        text = to_json(doc)
+    elif kind in ("csv", "tsv"):
+        text = to_delimited(records, "," if kind == "csv" else "\t")
+    else:
+        renderable = table()
+        if output is None and sys.stdout.isatty():
+            from rich.console import Console
+
+            Console().print(renderable)
+            return
+        text = render_text(renderable)
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        write_atomic(output, text, protected)
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, total: int) -> Iterator[Optional[Callable[[int], None]]]:
+    """A rich progress bar on stderr when stderr is a terminal; otherwise no output at all."""
+    if total <= 0 or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda k=1: bar.advance(task, k)

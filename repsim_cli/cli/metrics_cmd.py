@@ -1,0 +1,96 @@
+"""``repsim metrics``: the registry, as a table or JSON."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import typer
+
+from repsim_cli.cli._app import app, handle_errors
+from repsim_cli.cli.common import FormatOpt, OutputOpt, emit
+from repsim_cli.metrics import INVARIANCES, REGISTRY, Metric
+from repsim_cli.render import envelope
+
+EPILOG = """
+**Examples**
+
+* `repsim metrics` (table)
+
+* `repsim metrics -f json` (machine-readable: parameters, invariances, references)
+"""
+
+
+def describe(metric: Metric) -> dict[str, Any]:
+    """Registry entry as plain data (used by ``repsim metrics`` and the README table)."""
+    bound = metric.bind()
+    return {
+        "name": metric.name,
+        "summary": metric.summary,
+        "params": [
+            {
+                "name": p.name,
+                "type": p.type.__name__,
+                "default": p.default,
+                "choices": list(p.choices) if p.choices is not None else None,
+                "minimum": p.minimum,
+                "maximum": p.maximum,
+                "help": p.help,
+            }
+            for p in metric.params
+        ],
+        "higher_is_similar": metric.higher_is_similar,
+        "symmetric": metric.symmetric if isinstance(metric.symmetric, bool) else f"default params: {bound.symmetric}",
+        "invariances": sorted(metric.invariances, key=list(INVARIANCES).index),
+        "min_n": metric.min_n if isinstance(metric.min_n, int) else bound.min_n,
+        "builds_n_by_n": bool(bound.gram),
+        "formula": metric.formula,
+        "reference": metric.reference,
+        "help": metric.help,
+    }
+
+
+@app.command(epilog=EPILOG)
+@handle_errors
+def metrics(
+    fmt: Optional[str] = FormatOpt,
+    output: Optional[str] = OutputOpt,
+) -> None:
+    """List every metric: parameters, similarity or distance, symmetry, invariances, minimum N, formula, reference."""
+    entries = [describe(m) for m in REGISTRY.values()]
+    doc = envelope("metrics", None, metrics=entries, invariances=INVARIANCES)
+    records = [
+        {**e, "params": {p["name"]: p["default"] for p in e["params"]}, "invariances": e["invariances"]}
+        for e in entries
+    ]
+    emit(doc, records, fmt, output, [], lambda: _table(entries))
+
+
+def _table(entries: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table(show_lines=True)
+    for col in ("metric", "parameters (default)", "kind", "invariant to", "min N", "formula / reference"):
+        table.add_column(col)
+    for e in entries:
+        params = "\n".join(
+            f"{p['name']}=" + ("|".join(_fmt(c) for c in p["choices"]) if p["choices"] else p["type"]) + f" ({_fmt(p['default'])})"
+            for p in e["params"]
+        )
+        kind = ("similarity" if e["higher_is_similar"] else "distance") + (
+            "" if e["symmetric"] is True else ", asymmetric" if e["symmetric"] is False else f", {e['symmetric']}"
+        )
+        table.add_row(
+            f"{e['name']}\n{e['summary']}",
+            params or "-",
+            kind,
+            ", ".join(e["invariances"]) or "-",
+            str(e["min_n"]),
+            f"{e['formula']}\n{e['reference']}",
+        )
+    return table
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)

@@ -1,0 +1,208 @@
+"""Engines: which layers to compare, loading them once, and computing records with reused work.
+
+Math lives in :mod:`repsim_cli.metrics` and :mod:`repsim_cli.stats`; this module decides what
+to compute and in which order, loads each layer once, prepares each (layer, metric) once and
+turns results into records. It never prints; progress is reported through a callback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from repsim_cli.errors import RepsimError
+from repsim_cli.loading import (
+    Layer,
+    LayerRef,
+    check_same_n,
+    choose_rows,
+    load_layer,
+    select_layers,
+    split_selector,
+)
+from repsim_cli.metrics import BoundMetric, MetricResult
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to turn stored arrays into N x F matrices (shared by every side of a command)."""
+
+    max_samples: int | None = None
+    seed: int = 0
+    samples: str | None = None
+    pool: str = "none"
+    channel_axis: int = 1
+    max_gram: int = 20000
+
+
+def pair_layers(a_arg: str, b_arg: str) -> list[tuple[LayerRef, LayerRef]]:
+    """The layer pairs ``compare A B`` means.
+
+    One layer each: that pair. Otherwise same-named layers, in A's order; no shared names
+    is an error listing both sides (a full grid is ``repsim heatmap``).
+    """
+    a_refs = select_layers(a_arg)
+    b_refs = select_layers(b_arg)
+    if len(a_refs) == 1 and len(b_refs) == 1:
+        return [(a_refs[0], b_refs[0])]
+    if len(a_refs) == 1 or len(b_refs) == 1:
+        one, many = (a_arg, b_arg) if len(a_refs) == 1 else (b_arg, a_arg)
+        many_refs = b_refs if len(a_refs) == 1 else a_refs
+        single = a_refs if len(a_refs) == 1 else b_refs
+        shared = [r for r in many_refs if r.name == single[0].name]
+        if shared:
+            pairs = [(single[0], shared[0])] if len(a_refs) == 1 else [(shared[0], single[0])]
+            return pairs
+        raise RepsimError(
+            f"{one} selects one layer but {many} selects {len(many_refs)} ({', '.join(r.name for r in many_refs)}); "
+            f"select one layer on each side with FILE:LAYER, or use `repsim heatmap` for a grid"
+        )
+    b_by_name = {r.name: r for r in b_refs}
+    pairs = [(a, b_by_name[a.name]) for a in a_refs if a.name in b_by_name]
+    if not pairs:
+        raise RepsimError(
+            f"no layer names shared between {split_selector(a_arg)[0]} ({', '.join(r.name for r in a_refs)}) "
+            f"and {split_selector(b_arg)[0]} ({', '.join(r.name for r in b_refs)}); "
+            "select layers with FILE:LAYER or use `repsim heatmap` for a layer x layer grid"
+        )
+    return pairs
+
+
+@dataclass
+class LayerCache:
+    """Loads each layer once and prepares each (layer, metric) once."""
+
+    options: LoadOptions
+    rows: np.ndarray | None = None
+    min_samples: int = 2
+    _layers: dict[tuple[str, str], Layer] = field(default_factory=dict)
+    _prepared: dict[tuple[str, str, str], Any] = field(default_factory=dict)
+
+    @classmethod
+    def for_refs(cls, refs: Sequence[LayerRef], options: LoadOptions, min_samples: int = 2) -> "LayerCache":
+        n = check_same_n(refs)
+        rows = choose_rows(n, options.max_samples, options.seed, options.samples)
+        return cls(options, rows, min_samples)
+
+    @property
+    def n_samples(self) -> int | None:
+        return None if self.rows is None else len(self.rows)
+
+    def layer(self, ref: LayerRef) -> Layer:
+        key = (ref.file, ref.name)
+        if key not in self._layers:
+            self._layers[key] = load_layer(
+                ref, self.rows, self.options.pool, self.options.channel_axis, self.min_samples
+            )
+        return self._layers[key]
+
+    def prepared(self, ref: LayerRef, metric: BoundMetric) -> Any:
+        key = (ref.file, ref.name, metric.spec)
+        if key not in self._prepared:
+            data = self.layer(ref).data
+            check_gram(metric, data.shape[0], self.options.max_gram, ref.label)
+            self._prepared[key] = metric.prepare(data)
+        return self._prepared[key]
+
+    def release(self, ref: LayerRef) -> None:
+        """Drop a layer and its prepared states (bounded memory over long lists of pairs)."""
+        self._layers.pop((ref.file, ref.name), None)
+        for key in [k for k in self._prepared if k[:2] == (ref.file, ref.name)]:
+            del self._prepared[key]
+
+
+def check_gram(metric: BoundMetric, n: int, max_gram: int, label: str) -> None:
+    """Refuse N x N metrics above ``--max-gram`` inputs, saying how much memory they would need."""
+    if metric.gram and n > max_gram:
+        gib = 8.0 * n * n / 2**30
+        raise RepsimError(
+            f"{label}: metric {metric.spec} builds N x N matrices; N={n} needs about {gib:.1f} GiB per matrix, "
+            f"above --max-gram {max_gram}; use --max-samples or raise --max-gram"
+        )
+
+
+def base_record(
+    a: Layer, b: Layer, metric: BoundMetric, result: MetricResult, details: bool = False
+) -> dict[str, Any]:
+    """The record contract shared by ``compare`` and ``heatmap``."""
+    record: dict[str, Any] = {
+        "a": a.label,
+        "b": b.label,
+        "metric": metric.name,
+        "params": dict(metric.params),
+        "value": float(result.value),
+        "n_samples": int(a.data.shape[0]),
+        "features_a": int(a.data.shape[1]),
+        "features_b": int(b.data.shape[1]),
+    }
+    if a.ref.shape != a.data.shape:
+        record["shape_a"] = list(a.ref.shape)
+    if b.ref.shape != b.data.shape:
+        record["shape_b"] = list(b.ref.shape)
+    if result.details:
+        shown = result.details if details else {k: v for k, v in result.details.items() if not isinstance(v, list)}
+        if shown:
+            record["details"] = shown
+    record["warnings"] = list(dict.fromkeys([*a.warnings, *b.warnings, *result.warnings]))
+    return record
+
+
+def compare_pairs(
+    pairs: Sequence[tuple[LayerRef, LayerRef]],
+    metrics: Sequence[BoundMetric],
+    options: LoadOptions,
+    details: bool = False,
+    permutations: int = 0,
+    bootstrap: int = 0,
+    ci: float = 0.95,
+    jobs: int = 1,
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """Records for every (pair, metric), in pair order then metric order."""
+    from repsim_cli import stats
+
+    refs = [r for pair in pairs for r in pair]
+    cache = LayerCache.for_refs(refs, options, min_samples=max(m.min_n for m in metrics))
+    records = []
+    for a_ref, b_ref in pairs:
+        a, b = cache.layer(a_ref), cache.layer(b_ref)
+        for metric in metrics:
+            prep_a, prep_b = cache.prepared(a_ref, metric), cache.prepared(b_ref, metric)
+            result = metric.pair(prep_a, prep_b)
+            record = base_record(a, b, metric, result, details)
+            if permutations:
+                null = stats.permutation_null(
+                    metric, a.data, b.data, permutations, seed=options.seed, prep_a=prep_a, prep_b=prep_b,
+                    observed=result.value, jobs=jobs, progress=progress,
+                )
+                record.update(null.as_record())
+            if bootstrap:
+                boot = stats.bootstrap_interval(
+                    metric, a.data, b.data, bootstrap, ci=ci, seed=options.seed, jobs=jobs, progress=progress
+                )
+                record.update(boot.as_record())
+                record["warnings"] = list(dict.fromkeys([*record["warnings"], *boot.warnings]))
+            records.append(record)
+            if progress and not (permutations or bootstrap):
+                progress(1)
+        cache.release(a_ref)
+        cache.release(b_ref)
+    return records
+
+
+def thresholds_crossed(
+    records: Sequence[dict[str, Any]], fail_below: float | None, fail_above: float | None
+) -> list[str]:
+    """Human-readable list of records that cross a CI gate (empty if none)."""
+    out = []
+    for r in records:
+        v = r["value"]
+        if fail_below is not None and v < fail_below:
+            out.append(f"{r['a']} vs {r['b']} {r['metric']}={v:.6g} < --fail-below {fail_below}")
+        if fail_above is not None and v > fail_above:
+            out.append(f"{r['a']} vs {r['b']} {r['metric']}={v:.6g} > --fail-above {fail_above}")
+    return out

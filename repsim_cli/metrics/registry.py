@@ -1,0 +1,257 @@
+"""One registry describing every similarity index.
+
+Each :class:`Metric` entry says what the index is (formula, reference), how it behaves
+(similarity or distance, symmetric, invariances, minimum N) and how to compute it in two
+steps that engines can reuse:
+
+- ``prepare(x, params)``: per-side work on one float64 N x F array (centering, second moments,
+  an orthonormal basis, a Gram matrix...). Done once per layer in a grid.
+- ``pair(prep_a, prep_b, params) -> MetricResult``: the cross term for one pair.
+- ``permute(prep, perm, params)`` (optional): the prepared state of ``x[perm]`` without
+  recomputing it -- the fast path for permutation nulls.
+
+The CLI's ``-m name:key=value,...`` parsing, ``repsim metrics``, the README's metric table and
+the invariance property tests are all generated from this registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from repsim_cli.errors import RepsimError
+
+#: Transformations an index may be invariant to (applied to one side's N x F matrix).
+INVARIANCES: dict[str, str] = {
+    "orthogonal": "X -> X Q, Q orthogonal (rotations and reflections of feature space)",
+    "isotropic_scaling": "X -> c X, c > 0",
+    "invertible_linear": "X -> X A, A invertible",
+    "permutation": "X -> X P, P a permutation of the columns (neuron order)",
+    "translation": "X -> X + 1 b^T (a constant offset per feature)",
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    """A metric parameter as written on the command line (``name:key=value``)."""
+
+    name: str
+    type: type
+    default: Any
+    help: str = ""
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None  # inclusive
+    maximum: float | None = None  # inclusive
+    exclusive_minimum: bool = False
+
+    def parse(self, text: str, metric: str) -> Any:
+        """Convert the text of ``key=value`` to a validated value."""
+        value: Any
+        try:
+            if self.type is bool:
+                lowered = text.strip().lower()
+                if lowered in ("true", "1", "yes", "on"):
+                    value = True
+                elif lowered in ("false", "0", "no", "off"):
+                    value = False
+                else:
+                    raise ValueError(text)
+            elif self.type is int:
+                value = int(text)
+            elif self.type is float:
+                value = float(text)
+                if not np.isfinite(value):
+                    raise ValueError(text)
+            else:
+                value = text.strip()
+        except ValueError:
+            raise RepsimError(
+                f"metric {metric}: parameter {self.name}={text!r} is not a valid {self.type.__name__}"
+            ) from None
+        return self.check(value, metric)
+
+    def check(self, value: Any, metric: str) -> Any:
+        if self.choices is not None and value not in self.choices:
+            allowed = "|".join(_fmt(c) for c in self.choices)
+            raise RepsimError(f"metric {metric}: parameter {self.name} must be one of {allowed}, got {_fmt(value)}")
+        if self.minimum is not None:
+            if value < self.minimum or (self.exclusive_minimum and value == self.minimum):
+                op = ">" if self.exclusive_minimum else ">="
+                raise RepsimError(f"metric {metric}: parameter {self.name} must be {op} {self.minimum}, got {value}")
+        if self.maximum is not None and value > self.maximum:
+            raise RepsimError(f"metric {metric}: parameter {self.name} must be <= {self.maximum}, got {value}")
+        return value
+
+    def describe(self) -> str:
+        if self.choices is not None:
+            kind = "|".join(_fmt(c) for c in self.choices)
+        else:
+            kind = self.type.__name__
+            if self.minimum is not None or self.maximum is not None:
+                lo = "" if self.minimum is None else f"{'>' if self.exclusive_minimum else '>='}{self.minimum}"
+                hi = "" if self.maximum is None else f"<={self.maximum}"
+                kind += f" {lo}{',' if lo and hi else ''}{hi}"
+        return f"{self.name}={kind} (default {_fmt(self.default)})"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+@dataclass
+class MetricResult:
+    """The value of one comparison, plus optional details (e.g. kept components) and caveats."""
+
+    value: float
+    details: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+Prepare = Callable[[np.ndarray, Mapping[str, Any]], Any]
+Pair = Callable[[Any, Any, Mapping[str, Any]], MetricResult]
+Permute = Callable[[Any, np.ndarray, Mapping[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A registry entry: everything the CLI, engines, docs and tests need to know."""
+
+    name: str
+    summary: str
+    params: tuple[Param, ...]
+    higher_is_similar: bool
+    symmetric: bool | Callable[[Mapping[str, Any]], bool]
+    invariances: frozenset[str]
+    min_n: int | Callable[[Mapping[str, Any]], int]
+    formula: str
+    reference: str
+    prepare: Prepare
+    pair: Pair
+    permute: Permute | None = None
+    help: str = ""
+    #: builds N x N matrices: memory ~ 8 N^2 bytes per side; refused above --max-gram
+    gram: bool | Callable[[Mapping[str, Any]], bool] = False
+    #: range of values, for range checks and colour scales
+    value_range: tuple[float, float] = (0.0, 1.0)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.invariances) - set(INVARIANCES)
+        if unknown:
+            raise ValueError(f"{self.name}: unknown invariances {sorted(unknown)}")
+
+    def param(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        valid = ", ".join(p.name for p in self.params) or "(none)"
+        raise RepsimError(f"metric {self.name}: unknown parameter {name!r}; valid parameters: {valid}")
+
+    def bind(self, **params: Any) -> "BoundMetric":
+        """Fill defaults and validate parameters given as Python values."""
+        values = {p.name: p.default for p in self.params}
+        for key, value in params.items():
+            values[key] = self.param(key).check(value, self.name)
+        return BoundMetric(self, values)
+
+
+@dataclass(frozen=True)
+class BoundMetric:
+    """A metric with its parameters fixed: ``prepare``/``pair``/``permute``/``compute``."""
+
+    metric: Metric
+    params: Mapping[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.metric.name
+
+    @property
+    def spec(self) -> str:
+        """``name:key=value,...`` listing only non-default parameters."""
+        extra = [f"{p.name}={_fmt(self.params[p.name])}" for p in self.metric.params if self.params[p.name] != p.default]
+        return self.name + (":" + ",".join(extra) if extra else "")
+
+    @property
+    def higher_is_similar(self) -> bool:
+        return self.metric.higher_is_similar
+
+    @property
+    def symmetric(self) -> bool:
+        s = self.metric.symmetric
+        return bool(s(self.params) if callable(s) else s)
+
+    @property
+    def min_n(self) -> int:
+        m = self.metric.min_n
+        return int(m(self.params) if callable(m) else m)
+
+    @property
+    def gram(self) -> bool:
+        g = self.metric.gram
+        return bool(g(self.params) if callable(g) else g)
+
+    def prepare(self, x: np.ndarray) -> Any:
+        return self.metric.prepare(x, self.params)
+
+    def pair(self, prep_a: Any, prep_b: Any) -> MetricResult:
+        return self.metric.pair(prep_a, prep_b, self.params)
+
+    def permute(self, prep: Any, perm: np.ndarray, x: np.ndarray | None = None) -> Any:
+        """Prepared state of ``x[perm]``: the fast path if the metric has one, else re-prepare ``x``."""
+        if self.metric.permute is not None:
+            return self.metric.permute(prep, perm, self.params)
+        if x is None:
+            raise ValueError(f"{self.name} has no permutation fast path; pass the raw data")
+        return self.prepare(x[perm])
+
+    def compute(self, x: np.ndarray, y: np.ndarray) -> MetricResult:
+        """The index between two N x F arrays (float64 is used internally)."""
+        return self.pair(self.prepare(x), self.prepare(y))
+
+
+REGISTRY: dict[str, Metric] = {}
+
+
+def register(metric: Metric) -> Metric:
+    if metric.name in REGISTRY:
+        raise ValueError(f"metric {metric.name!r} registered twice")
+    REGISTRY[metric.name] = metric
+    return metric
+
+
+def get_metric(name: str) -> Metric:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise RepsimError(f"unknown metric {name!r}; valid metrics: {', '.join(REGISTRY)}") from None
+
+
+def parse_metric(text: str) -> BoundMetric:
+    """Parse ``name`` or ``name:key=value,key=value`` into a :class:`BoundMetric`."""
+    name, _, rest = text.strip().partition(":")
+    metric = get_metric(name.strip())
+    values = {p.name: p.default for p in metric.params}
+    seen = set()
+    if rest.strip():
+        for item in rest.split(","):
+            key, eq, value = item.partition("=")
+            key = key.strip()
+            if not eq or not key:
+                raise RepsimError(
+                    f"metric {metric.name}: expected key=value in {text!r}; valid parameters: "
+                    + (", ".join(p.describe() for p in metric.params) or "(none)")
+                )
+            if key in seen:
+                raise RepsimError(f"metric {metric.name}: parameter {key} given twice in {text!r}")
+            seen.add(key)
+            try:
+                param = metric.param(key)
+            except RepsimError as exc:
+                valid = ", ".join(p.describe() for p in metric.params) or "(none)"
+                raise RepsimError(f"metric {metric.name}: unknown parameter {key!r}; valid: {valid}") from exc
+            values[key] = param.parse(value, metric.name)
+    return BoundMetric(metric, values)
