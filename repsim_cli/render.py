@@ -124,7 +124,7 @@ def render_text(renderable: Any, width: int | None = None) -> str:
     from rich.console import Console
 
     buf = io.StringIO()
-    console = Console(file=buf, width=width or 120, force_terminal=False, color_system=None, highlight=False)
+    console = Console(file=buf, width=width or 200, force_terminal=False, color_system=None, highlight=False)
     console.print(renderable)
     return buf.getvalue()
 

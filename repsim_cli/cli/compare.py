@@ -97,18 +97,28 @@ def compare(
 
 
 def compare_table(records: Sequence[dict[str, Any]], seed: int) -> Any:
-    """A rich table of compare records (extra columns appear only when present)."""
+    """A rich table of compare records (extra columns appear only when present).
+
+    When every record shares the same A file and the same B file, the files go in the title
+    and the rows show layer names only.
+    """
     from rich.table import Table
 
-    table = Table(title=None, caption=f"seed {seed}", caption_justify="left")
+    from repsim_cli.loading import split_selector
+
+    files_a = {split_selector(r["a"])[0] for r in records}
+    files_b = {split_selector(r["b"])[0] for r in records}
+    short = len(files_a) == 1 and len(files_b) == 1
+    title = f"A = {files_a.pop()}   B = {files_b.pop()}" if short else None
+    table = Table(title=title, title_justify="left", caption=f"seed {seed}", caption_justify="left")
     for col in ("A", "B", "metric", "value", "N", "F_A", "F_B"):
         table.add_column(col, justify="right" if col in ("value", "N", "F_A", "F_B") else "left")
     extras = [k for k in ("p_value", "z", "ci_low", "ci_high") if any(k in r for r in records)]
     for k in extras:
         table.add_column(k, justify="right")
     for r in records:
-        spec = r["metric"] + _nondefault(r)
-        row = [r["a"], r["b"], spec, fmt_value(r["value"]), str(r["n_samples"]), str(r["features_a"]), str(r["features_b"])]
+        a, b = (split_selector(r["a"])[1], split_selector(r["b"])[1]) if short else (r["a"], r["b"])
+        row = [a, b, r["metric"] + _nondefault(r), fmt_value(r["value"]), str(r["n_samples"]), str(r["features_a"]), str(r["features_b"])]
         row += [fmt_value(r.get(k)) for k in extras]
         table.add_row(*row)
     return table
