@@ -137,6 +137,9 @@ class Metric:
     gram: bool | Callable[[Mapping[str, Any]], bool] = False
     #: range of values, for range checks and colour scales
     value_range: tuple[float, float] = (0.0, 1.0)
+    #: invariances that hold only for some parameter values (added to ``invariances``, which
+    #: lists those holding for every parameter value), e.g. knn:center=true adds translation
+    extra_invariances: Callable[[Mapping[str, Any]], frozenset[str]] | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.invariances) - set(INVARIANCES)
@@ -183,6 +186,16 @@ class BoundMetric:
     def symmetric(self) -> bool:
         s = self.metric.symmetric
         return bool(s(self.params) if callable(s) else s)
+
+    @property
+    def invariances(self) -> frozenset[str]:
+        """Invariances that hold with these parameter values."""
+        extra = self.metric.extra_invariances
+        found = frozenset(self.metric.invariances) | (frozenset(extra(self.params)) if extra else frozenset())
+        unknown = found - set(INVARIANCES)
+        if unknown:
+            raise ValueError(f"{self.name}: unknown invariances {sorted(unknown)}")
+        return found
 
     @property
     def min_n(self) -> int:
