@@ -44,8 +44,8 @@ Metrics and their parameters: `repsim metrics`.
 @app.command(epilog=EPILOG)
 @handle_errors
 def compare(
-    a: str = typer.Argument(..., help="FILE or FILE:LAYER (name or glob, e.g. run.h5:layers/0*)."),
-    b: str = typer.Argument(..., help="FILE or FILE:LAYER."),
+    a: str = typer.Argument(..., metavar="A", help="FILE or FILE:LAYER (name or glob, e.g. run.h5:layers/0*)."),
+    b: str = typer.Argument(..., metavar="B", help="FILE or FILE:LAYER."),
     metric: List[str] = typer.Option(
         ["cka"], "--metric", "-m", help="METRIC[:key=value,...]; repeatable. See `repsim metrics`."
     ),

@@ -25,7 +25,7 @@ EPILOG = """
 @app.command(epilog=EPILOG)
 @handle_errors
 def inspect(
-    files: List[str] = typer.Argument(..., help="Activation files (.h5/.hdf5, .npy, .npz)."),
+    files: List[str] = typer.Argument(..., metavar="FILE", help="Activation files (.h5/.hdf5, .npy, .npz)."),
     fmt: Optional[str] = FormatOpt,
     output: Optional[str] = OutputOpt,
     constant: bool = typer.Option(False, "--constant", help="Count constant (dead) columns per layer; this reads the data."),
