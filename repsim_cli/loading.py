@@ -21,7 +21,7 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -460,6 +460,44 @@ def count_constant_columns(data: np.ndarray) -> int:
     if data.shape[0] == 0:
         return 0
     return int(np.count_nonzero(np.all(data == data[:1], axis=0)))
+
+
+def iter_row_blocks(ref: LayerRef, block_bytes: int = 64 * 2**20) -> Iterator[np.ndarray]:
+    """The stored array of a layer in consecutive row blocks of about ``block_bytes`` (bounded memory)."""
+    row_bytes = max(1, int(np.prod(ref.shape[1:])) * ref.dtype.itemsize)
+    step = max(1, block_bytes // row_bytes)
+    n = ref.n_samples
+    if ref.kind == "npz":  # compressed members cannot be sliced; they are read whole
+        arr = read_array(ref.file, ref.kind, ref.name)
+        for start in range(0, n, step):
+            yield arr[start : start + step]
+        return
+    try:
+        if ref.kind == "hdf5":
+            h5py = _h5py()
+            with h5py.File(ref.file, "r") as f:
+                ds = f[ref.name]
+                for start in range(0, n, step):
+                    yield ds[start : start + step]
+        else:
+            arr = np.load(ref.file, mmap_mode="r", allow_pickle=False)
+            for start in range(0, n, step):
+                yield np.asarray(arr[start : start + step])
+    except Exception as exc:
+        raise RepsimError(f"{ref.label}: cannot read ({type(exc).__name__}: {exc})") from exc
+
+
+def count_constant_columns_streaming(ref: LayerRef, pool: str = "none", channel_axis: int = 1) -> int:
+    """Constant columns of a layer, reading it in row blocks (memory bounded by one block)."""
+    first: np.ndarray | None = None
+    constant: np.ndarray | None = None
+    for block in iter_row_blocks(ref):
+        mat = to_matrix(block, pool, channel_axis, ref.label)
+        if first is None:
+            first = mat[0].copy()
+            constant = np.ones(mat.shape[1], dtype=bool)
+        constant &= np.all((mat == first) | (np.isnan(mat) & np.isnan(first)), axis=0)
+    return 0 if constant is None else int(np.count_nonzero(constant))
 
 
 def check_same_n(refs: Sequence[LayerRef]) -> int:

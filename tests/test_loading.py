@@ -161,6 +161,22 @@ def test_constant_columns_warn_but_load(tmp_path, rng):
     assert layer.warnings == [f"{tmp_path / 'c.h5'}:a: 2 of 4 columns are constant (dead units)"]
 
 
+def test_streaming_constant_count_matches_in_memory(tmp_path, rng, monkeypatch):
+    from repsim_cli import loading
+
+    x = rng.standard_normal((50, 6, 2))
+    x[:, 1, :] = 3.0  # constant channel
+    x[:, 4, 0] = -1.0  # one constant flattened column
+    path = write_h5(tmp_path / "k.h5", {"a": x})
+    ref = select_layers(str(path))[0]
+    blocks = []
+    real = loading.iter_row_blocks
+    monkeypatch.setattr(loading, "iter_row_blocks", lambda r: (blocks.append(b.shape[0]) or b for b in real(r, block_bytes=7 * 96)))
+    assert loading.count_constant_columns_streaming(ref) == count_constant_columns(x.reshape(50, -1)) == 3
+    assert loading.count_constant_columns_streaming(ref, pool="mean") == 1
+    assert max(blocks) == 7  # read in row blocks, never whole
+
+
 def test_choose_rows_is_seeded_and_validated(tmp_path):
     a = choose_rows(100, 10, seed=3)
     assert np.array_equal(a, choose_rows(100, 10, seed=3)) and not np.array_equal(a, choose_rows(100, 10, seed=4))

@@ -18,7 +18,7 @@ EPILOG = """
 
 * `repsim inspect run.h5 --pool mean -f json` (shapes after mean pooling of N-D layers)
 
-* `repsim inspect run.h5 --constant` (also count constant columns: reads the data)
+* `repsim inspect run.h5 --no-constant` (metadata only: no data is read)
 """
 
 
@@ -28,15 +28,20 @@ def inspect(
     files: List[str] = typer.Argument(..., metavar="FILE", help="Activation files (.h5/.hdf5, .npy, .npz)."),
     fmt: Optional[str] = FormatOpt,
     output: Optional[str] = OutputOpt,
-    constant: bool = typer.Option(False, "--constant", help="Count constant (dead) columns per layer; this reads the data."),
+    constant: bool = typer.Option(
+        True,
+        "--constant/--no-constant",
+        help="Count constant (dead) columns per layer, streaming the data in row blocks; --no-constant reads metadata only.",
+    ),
     pool: str = PoolOpt,
     channel_axis: int = ChannelAxisOpt,
 ) -> None:
-    """List each file's layers (shape, dtype, N, features after flattening/pooling) and other arrays.
+    """List each file's layers (shape, dtype, N, features after flattening/pooling, constant columns) and other arrays.
 
-    Reads metadata only, unless --constant is given.
+    Layers are never loaded whole: constant columns are counted in row blocks of bounded
+    size, and --no-constant reads metadata only.
     """
-    from repsim_cli.loading import count_constant_columns, read_array, to_matrix
+    from repsim_cli.loading import count_constant_columns_streaming
 
     docs = []
     records = []
@@ -57,8 +62,8 @@ def inspect(
                 entry["features"] = int(shape[1])
                 entry["matrix_shape"] = list(shape)
                 if constant:
-                    data = to_matrix(read_array(path, af.kind, info.name), pool, channel_axis, f"{path}:{info.name}")
-                    entry["constant_columns"] = count_constant_columns(data)
+                    ref = next(r for r in af.layers if r.name == info.name)
+                    entry["constant_columns"] = count_constant_columns_streaming(ref, pool, channel_axis)
             else:
                 entry["reason"] = info.reason
             datasets.append(entry)
