@@ -140,6 +140,10 @@ class Metric:
     #: invariances that hold only for some parameter values (added to ``invariances``, which
     #: lists those holding for every parameter value), e.g. knn:center=true adds translation
     extra_invariances: Callable[[Mapping[str, Any]], frozenset[str]] | None = None
+    #: when the direction/range depend on a parameter (procrustes:stat=distance): overrides of
+    #: ``higher_is_similar`` / ``value_range`` (which then describe the default parameters)
+    higher_is_similar_for: Callable[[Mapping[str, Any]], bool] | None = None
+    value_range_for: Callable[[Mapping[str, Any]], tuple[float, float]] | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.invariances) - set(INVARIANCES)
@@ -180,7 +184,13 @@ class BoundMetric:
 
     @property
     def higher_is_similar(self) -> bool:
-        return self.metric.higher_is_similar
+        f = self.metric.higher_is_similar_for
+        return bool(f(self.params)) if f is not None else self.metric.higher_is_similar
+
+    @property
+    def value_range(self) -> tuple[float, float]:
+        f = self.metric.value_range_for
+        return tuple(f(self.params)) if f is not None else self.metric.value_range  # type: ignore[return-value]
 
     @property
     def symmetric(self) -> bool:
