@@ -7,6 +7,7 @@ turns results into records. It never prints; progress is reported through a call
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -191,6 +192,77 @@ def compare_pairs(
                 progress(1)
         cache.release(a_ref)
         cache.release(b_ref)
+    return records
+
+
+def physical_memory_bytes() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # not POSIX: assume 8 GiB
+        return 8 * 2**30
+
+
+def in_memory_bytes(a: LayerRef, b: LayerRef, options: LoadOptions) -> int:
+    """Rough peak of the in-memory path: both layers in float64, plus a centered copy of each."""
+    n = a.n_samples
+    return 16 * n * (a.features(options.pool, options.channel_axis) + b.features(options.pool, options.channel_axis))
+
+
+def should_stream(
+    pairs: Sequence[tuple[LayerRef, LayerRef]],
+    metrics: Sequence[BoundMetric],
+    options: LoadOptions,
+    nulls: bool,
+    stream: bool | None,
+) -> bool:
+    """Stream (row blocks, O(F^2) memory) when asked, or automatically when the pair would not fit in half the RAM.
+
+    Only linear CKA streams; nulls and row subsets need the data in memory.
+    """
+    streamable = all(m.name == "cka" and m.params["kernel"] == "linear" for m in metrics)
+    subset = options.max_samples is not None or options.samples is not None
+    if stream:
+        if not streamable:
+            other = ", ".join(m.spec for m in metrics if not (m.name == "cka" and m.params["kernel"] == "linear"))
+            raise RepsimError(f"--stream supports linear cka only (cka, cka:debiased=true), not {other}")
+        if nulls or subset:
+            raise RepsimError("--stream reads every row once; it cannot be combined with --permutations, --bootstrap, --max-samples or --samples")
+        return True
+    if stream is False or not streamable or nulls or subset:
+        return False
+    return max(in_memory_bytes(a, b, options) for a, b in pairs) > physical_memory_bytes() // 2
+
+
+def compare_streamed(
+    pairs: Sequence[tuple[LayerRef, LayerRef]],
+    metrics: Sequence[BoundMetric],
+    options: LoadOptions,
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """Linear CKA records computed in one streaming pass per pair (see :mod:`repsim_cli.streaming`)."""
+    from repsim_cli.streaming import streamed_hsic
+
+    check_same_n([r for pair in pairs for r in pair])
+    records = []
+    for a, b in pairs:
+        moments = streamed_hsic(a, b, options.pool, options.channel_axis)
+        for metric in metrics:
+            records.append(
+                {
+                    "a": a.label,
+                    "b": b.label,
+                    "metric": metric.name,
+                    "params": dict(metric.params),
+                    "value": moments.cka(metric.params["debiased"]),
+                    "n_samples": moments.n,
+                    "features_a": a.features(options.pool, options.channel_axis),
+                    "features_b": b.features(options.pool, options.channel_axis),
+                    "details": {"streamed": True},
+                    "warnings": [],
+                }
+            )
+            if progress:
+                progress(1)
     return records
 
 

@@ -21,7 +21,7 @@ from repsim_cli.cli.common import (
     load_options,
     progress_bar,
 )
-from repsim_cli.engine import compare_pairs, pair_layers, thresholds_crossed
+from repsim_cli.engine import compare_pairs, compare_streamed, pair_layers, should_stream, thresholds_crossed
 from repsim_cli.errors import RepsimError
 from repsim_cli.metrics import parse_metric
 from repsim_cli.render import envelope, fmt_value
@@ -64,6 +64,12 @@ def compare(
     pool: str = PoolOpt,
     channel_axis: int = ChannelAxisOpt,
     max_gram: int = MaxGramOpt,
+    stream: Optional[bool] = typer.Option(
+        None,
+        "--stream/--no-stream",
+        help="Linear CKA only: read both layers in row blocks with O(F^2) memory. Default: automatic when the "
+        "layers would not fit in half the RAM.",
+    ),
 ) -> None:
     """Compare two representations: A and B are files or FILE:LAYER selectors.
 
@@ -81,11 +87,15 @@ def compare(
     pairs = pair_layers(a, b)
     _warn_unpaired(a, b, pairs)
     total = len(pairs) * len(metrics) * max(1, permutations + bootstrap)
-    with progress_bar("compare", total) as progress:
-        records = compare_pairs(
-            pairs, metrics, options, details=details, permutations=permutations, bootstrap=bootstrap,
-            ci=ci, jobs=jobs, progress=progress,
-        )
+    if should_stream(pairs, metrics, options, bool(permutations or bootstrap), stream):
+        with progress_bar("compare (streaming)", len(pairs) * len(metrics)) as progress:
+            records = compare_streamed(pairs, metrics, options, progress=progress)
+    else:
+        with progress_bar("compare", total) as progress:
+            records = compare_pairs(
+                pairs, metrics, options, details=details, permutations=permutations, bootstrap=bootstrap,
+                ci=ci, jobs=jobs, progress=progress,
+            )
     for w in dict.fromkeys(w for r in records for w in r["warnings"]):
         warning(w)
     doc = envelope("compare", seed, results=records)
