@@ -18,7 +18,10 @@ from repsim_cli.metrics.registry import (
 
 # Importing the modules registers their metrics, in this (documentation) order.
 from repsim_cli.metrics.correlation import correlation_matrix, matched_correlation, meanmax  # noqa: E402
-from repsim_cli.metrics.cka import linear_cka  # noqa: E402
+from repsim_cli.metrics.cka import hsic, linear_cka, rbf_cka  # noqa: E402
+from repsim_cli.metrics.cca import cca, linear_regression_r2, pwcca, svcca  # noqa: E402
+from repsim_cli.metrics.shape import procrustes  # noqa: E402
+from repsim_cli.metrics.rsa import mutual_knn, rsa  # noqa: E402
 
 __all__ = [
     "INVARIANCES",
@@ -30,8 +33,17 @@ __all__ = [
     "get_metric",
     "parse_metric",
     "register",
+    "cca",
     "correlation_matrix",
+    "hsic",
     "linear_cka",
+    "linear_regression_r2",
     "matched_correlation",
     "meanmax",
+    "mutual_knn",
+    "procrustes",
+    "pwcca",
+    "rbf_cka",
+    "rsa",
+    "svcca",
 ]

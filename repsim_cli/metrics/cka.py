@@ -5,6 +5,13 @@ computed in feature space (F x F products) when N > F and from N x N Gram matric
 the same number either way. The debiased variant replaces HSIC by the unbiased estimator of
 Song et al. (2012), again in feature space when N > F (Kornblith's
 ``_debiased_dot_product_similarity_helper``).
+
+The RBF kernel K_ij = exp(-||x_i - x_j||^2 / (2 s^2)) builds N x N Gram matrices. Its bandwidth
+is relative to the data: ``median=all`` uses s^2 = sigma^2 * median of the N x N matrix of squared
+distances including its zero diagonal (Kornblith's published ``gram_rbf``); ``median=pairs`` uses
+s = sigma * median of the N(N-1)/2 distances between distinct inputs. Biased HSIC uses the
+double-centered Gram H K H, debiased HSIC the U-centered Gram (Szekely & Rizzo 2014), whose inner
+product divided by n(n-3) is exactly the unbiased estimator of Song et al. (2012).
 """
 
 from __future__ import annotations
@@ -112,26 +119,165 @@ def linear_cka(x: np.ndarray, y: np.ndarray, debiased: bool = False) -> float:
     return CKA.bind(debiased=debiased).compute(x, y).value
 
 
+@dataclass
+class GramState:
+    """Per-side work for kernel CKA/HSIC in Gram form: the (U-)centered N x N kernel matrix."""
+
+    k: np.ndarray  # H K H (biased) or the U-centered K (debiased), symmetric N x N
+    self_dot: float  # <k, k>, the (scaled) self-HSIC
+    bandwidth: float  # s, the RBF bandwidth actually used
+
+    @property
+    def n(self) -> int:
+        return self.k.shape[0]
+
+
+def squared_distances(xc: np.ndarray) -> np.ndarray:
+    """N x N matrix of squared Euclidean distances between rows (exact zeros on the diagonal, >= 0)."""
+    sq = np.einsum("ij,ij->i", xc, xc)
+    d2 = xc @ xc.T
+    d2 *= -2.0
+    d2 += sq[:, None]
+    d2 += sq[None, :]
+    np.maximum(d2, 0.0, out=d2)
+    np.fill_diagonal(d2, 0.0)
+    return d2
+
+
+def rbf_gram(x: np.ndarray, sigma: float = 0.4, median: str = "all") -> tuple[np.ndarray, float]:
+    """Gaussian kernel matrix K_ij = exp(-d_ij^2 / (2 s^2)) and its bandwidth s.
+
+    ``median='all'``: s^2 = sigma^2 * median over all N^2 entries of the squared-distance matrix,
+    zero diagonal included (Kornblith et al. 2019, ``gram_rbf(x, threshold=sigma)``).
+    ``median='pairs'``: s = sigma * median of the N(N-1)/2 distances d_ij, i < j.
+    Distances are computed on column-centered float64 data (they are translation invariant).
+    """
+    xc = center(x)
+    n = xc.shape[0]
+    d2 = squared_distances(xc)
+    if median == "all":
+        med2 = float(np.median(d2))
+    elif median == "pairs":
+        iu = np.triu_indices(n, 1)
+        med2 = float(np.median(np.sqrt(d2[iu]))) ** 2
+    else:
+        raise RepsimError(f"cka/hsic: median must be all or pairs, got {median!r}")
+    if not med2 > 0.0:
+        raise RepsimError(
+            f"RBF kernel undefined for this {xc.shape[0]} x {xc.shape[1]} layer: the median "
+            f"{'squared ' if median == 'all' else ''}distance between inputs is 0 (most rows are identical); "
+            "use kernel=linear" + (" or median=pairs" if median == "all" else "")
+        )
+    s2 = sigma * sigma * med2
+    d2 *= -1.0 / (2.0 * s2)
+    np.exp(d2, out=d2)
+    return d2, float(np.sqrt(s2))
+
+
+def u_center_gram(k: np.ndarray) -> np.ndarray:
+    """U-centered Gram (Szekely & Rizzo 2014; Kornblith's ``center_gram(unbiased=True)``), in place.
+
+    K~ = K with zero diagonal; U_ij = K~_ij - r_i/(n-2) - r_j/(n-2) + S/((n-1)(n-2)) off the
+    diagonal (r = row sums, S = total), 0 on it. Then <U(K), U(L)> / (n(n-3)) = HSIC_u of Song
+    et al. (2012).
+    """
+    n = k.shape[0]
+    np.fill_diagonal(k, 0.0)
+    means = k.sum(axis=0) / (n - 2.0)
+    means -= means.sum() / (2.0 * (n - 1.0))
+    k -= means[:, None]
+    k -= means[None, :]
+    np.fill_diagonal(k, 0.0)
+    return k
+
+
+def double_center_gram(k: np.ndarray) -> np.ndarray:
+    """H K H with H = I - 11^T/n, in place (K symmetric)."""
+    means = k.mean(axis=0)
+    k -= means[None, :]
+    k -= k.mean(axis=1)[:, None]
+    return k
+
+
+def prepare_rbf(x: np.ndarray, sigma: float, median: str, debiased: bool) -> GramState:
+    """RBF Gram, centered (biased) or U-centered (debiased), with its self inner product."""
+    k, bw = rbf_gram(x, sigma, median)
+    k = u_center_gram(k) if debiased else double_center_gram(k)
+    return GramState(k, float(np.vdot(k, k)), bw)
+
+
+def permute_gram(state: GramState, perm: np.ndarray) -> GramState:
+    """State of ``x[perm]``: (U-)centering commutes with a simultaneous row/column permutation."""
+    return GramState(state.k[np.ix_(perm, perm)], state.self_dot, state.bandwidth)
+
+
 def _check_n(n: int, debiased: bool) -> None:
     if debiased and n < 4:
         raise RepsimError(f"debiased CKA/HSIC needs N >= 4 inputs, got N={n}")
 
 
-def _cka_prepare(x: np.ndarray, params: Mapping[str, Any]) -> Any:
+def _kernel_prepare(x: np.ndarray, params: Mapping[str, Any]) -> Any:
     _check_n(x.shape[0], params["debiased"])
     if params["kernel"] == "linear":
         return prepare_linear(x)
-    raise RepsimError("cka:kernel=rbf is not implemented yet")
+    return prepare_rbf(x, params["sigma"], params["median"], params["debiased"])
 
 
-def _cka_permute(prep: Any, perm: np.ndarray, params: Mapping[str, Any]) -> Any:
+def _kernel_permute(prep: Any, perm: np.ndarray, params: Mapping[str, Any]) -> Any:
+    if isinstance(prep, GramState):
+        return permute_gram(prep, perm)
     return permute_linear(prep, perm)
+
+
+def hsic_terms(a: Any, b: Any, debiased: bool) -> tuple[float, float, float]:
+    """(cross, self_a, self_b) HSIC numerators sharing one scale: multiply by :func:`hsic_scale`."""
+    if isinstance(a, LinearState) and isinstance(b, LinearState):
+        return linear_hsic_terms(a, b, debiased)
+    if isinstance(a, GramState) and isinstance(b, GramState):
+        return float(np.vdot(a.k, b.k)), a.self_dot, b.self_dot
+    raise TypeError("both sides must be prepared with the same kernel")
+
+
+def hsic_scale(n: int, debiased: bool) -> float:
+    """1/(n-1)^2 for biased HSIC = tr(KHLH)/(n-1)^2, 1/(n(n-3)) for HSIC_u."""
+    return 1.0 / (n * (n - 3.0)) if debiased else 1.0 / (n - 1.0) ** 2
 
 
 def _cka_pair(a: Any, b: Any, params: Mapping[str, Any]) -> MetricResult:
     debiased = params["debiased"]
-    cross, self_a, self_b = linear_hsic_terms(a, b, debiased)
-    return MetricResult(float(_ratio(cross, self_a, self_b, debiased)))
+    cross, self_a, self_b = hsic_terms(a, b, debiased)
+    details = {"bandwidth_a": a.bandwidth, "bandwidth_b": b.bandwidth} if isinstance(a, GramState) else {}
+    return MetricResult(float(_ratio(cross, self_a, self_b, debiased)), details)
+
+
+def _hsic_pair(a: Any, b: Any, params: Mapping[str, Any]) -> MetricResult:
+    debiased = params["debiased"]
+    cross, _, _ = hsic_terms(a, b, debiased)
+    details = {"bandwidth_a": a.bandwidth, "bandwidth_b": b.bandwidth} if isinstance(a, GramState) else {}
+    return MetricResult(float(cross * hsic_scale(a.n, debiased)), details)
+
+
+def rbf_cka(x: np.ndarray, y: np.ndarray, sigma: float = 0.4, median: str = "all", debiased: bool = False) -> float:
+    """RBF CKA = HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)) with Gaussian kernels.
+
+    K_ij = exp(-||x_i - x_j||^2 / (2 s^2)), bandwidth s from the median distance (see
+    :func:`rbf_gram`). Kornblith, Norouzi, Lee & Hinton, ICML 2019. ``debiased=True`` uses HSIC_u
+    (Song et al. 2012). Builds N x N matrices.
+    """
+    return CKA.bind(kernel="rbf", sigma=sigma, median=median, debiased=debiased).compute(x, y).value
+
+
+def hsic(
+    x: np.ndarray, y: np.ndarray, kernel: str = "linear", sigma: float = 0.4, median: str = "all", debiased: bool = False
+) -> float:
+    """Hilbert-Schmidt independence criterion between two representations.
+
+    Biased (Gretton et al. 2005): HSIC = tr(K H L H) / (n-1)^2, H = I - 11^T/n; for the linear kernel
+    this is ||Yc^T Xc||_F^2 / (n-1)^2. Debiased (Song et al., JMLR 2012, eq. 5):
+    HSIC_u = [tr(K~L~) + 1^T K~ 1 1^T L~ 1 / ((n-1)(n-2)) - 2/(n-2) 1^T K~ L~ 1] / (n(n-3)),
+    K~ = K with zeroed diagonal; can be negative. Not scale invariant for the linear kernel.
+    """
+    return HSIC.bind(kernel=kernel, sigma=sigma, median=median, debiased=debiased).compute(x, y).value
 
 
 KERNEL_PARAMS = (
@@ -159,14 +305,43 @@ CKA = register(
         min_n=lambda p: 4 if p["debiased"] else 2,
         formula="HSIC(K,L) / sqrt(HSIC(K,K) HSIC(L,L)); linear: ||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F)",
         reference="Kornblith et al., Similarity of Neural Network Representations Revisited, ICML 2019",
-        prepare=_cka_prepare,
+        prepare=_kernel_prepare,
         pair=_cka_pair,
-        permute=_cka_permute,
+        permute=_kernel_permute,
         gram=lambda p: p["kernel"] == "rbf",
         help=(
             "Linear CKA never builds an N x N matrix when N > F (F x F products instead). "
-            "Debiased CKA can be slightly negative for unrelated representations."
+            "kernel=rbf builds N x N Gram matrices (8*N^2 bytes each; refused above --max-gram). "
+            "Debiased CKA (range [-1, 1]) can be slightly negative for unrelated representations; it is "
+            "reported as is, never clamped."
         ),
         value_range=(0.0, 1.0),
+    )
+)
+
+HSIC = register(
+    Metric(
+        name="hsic",
+        summary="raw Hilbert-Schmidt independence criterion (linear or RBF, optionally debiased)",
+        params=KERNEL_PARAMS,
+        higher_is_similar=True,
+        symmetric=True,
+        invariances=frozenset({"orthogonal", "permutation", "translation"}),
+        # the RBF bandwidth is relative to the median distance, so scaling cancels
+        extra_invariances=lambda p: frozenset({"isotropic_scaling"}) if p["kernel"] == "rbf" else frozenset(),
+        min_n=lambda p: 4 if p["debiased"] else 2,
+        formula="biased: tr(K H L H)/(n-1)^2 (linear: ||Yc^T Xc||_F^2/(n-1)^2); debiased: HSIC_u (Song et al. 2012)",
+        reference="Gretton et al., Measuring statistical dependence with Hilbert-Schmidt norms, ALT 2005; "
+        "Song et al., Feature selection via dependence maximization, JMLR 2012",
+        prepare=_kernel_prepare,
+        pair=_hsic_pair,
+        permute=_kernel_permute,
+        gram=lambda p: p["kernel"] == "rbf",
+        help=(
+            "The unnormalized numerator of CKA. With the linear kernel it scales as c^2 d^2 when the sides "
+            "are scaled by c and d (not scale invariant; compare values only across equally scaled layers). "
+            "Debiased HSIC can be negative. kernel=rbf builds N x N matrices (8*N^2 bytes each)."
+        ),
+        value_range=(0.0, float("inf")),
     )
 )
