@@ -181,6 +181,7 @@ def compare_pairs(
                     observed=result.value, jobs=jobs, progress=progress,
                 )
                 record.update(null.as_record())
+                record["warnings"] = list(dict.fromkeys([*record["warnings"], *null.warnings]))
             if bootstrap:
                 boot = stats.bootstrap_interval(
                     metric, a.data, b.data, bootstrap, ci=ci, seed=options.seed, jobs=jobs, progress=progress
