@@ -94,7 +94,10 @@ def _rsa_prepare(x: np.ndarray, params: Mapping[str, Any]) -> RDMState:
     if params["compare"] == "spearman":
         from scipy.stats import rankdata
 
-        v = rankdata(v)  # average ranks for ties
+        # dissimilarities equal to 1e-12 of the largest are ties (average ranks), so rounding noise
+        # cannot reorder them (e.g. F=2 correlation RDMs are exactly 0 or 2 up to rounding)
+        grain = 1e-12 * max(float(np.abs(v).max(initial=0.0)), np.finfo(np.float64).tiny)
+        v = rankdata(np.round(v / grain))
     v -= v.mean()
     norm = float(np.linalg.norm(v))
     constant = not norm > 1e-12 * max(float(np.abs(v).max(initial=0.0)), np.finfo(np.float64).tiny) * np.sqrt(v.size)

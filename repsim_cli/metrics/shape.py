@@ -49,13 +49,25 @@ def _shape_permute(prep: Shape, perm: np.ndarray, params: Mapping[str, Any]) -> 
     return Shape(prep.z[perm])
 
 
+def _pad(z: np.ndarray, width: int) -> np.ndarray:
+    if z.shape[1] == width:
+        return z
+    out = np.zeros((z.shape[0], width))
+    out[:, : z.shape[1]] = z
+    return out
+
+
 def procrustes_terms(a: Shape, b: Shape) -> tuple[float, float]:
-    """(nuc, dist) for two prepared sides; dist from the residual of the optimal rotation."""
-    m = b.z.T @ a.z  # Y^T X (F_B x F_A)
-    u, s, vt = np.linalg.svd(m, full_matrices=False)
+    """(nuc, dist) for two prepared sides; dist is the residual of the optimal rotation.
+
+    The narrower side is zero-padded so R is a square orthogonal matrix: then
+    ||X^ - Y^ R||_F^2 = 2 - 2 nuc exactly (a rectangular partial isometry would shrink ||Y^ R||).
+    """
+    width = max(a.z.shape[1], b.z.shape[1])
+    za, zb = _pad(a.z, width), _pad(b.z, width)
+    u, s, vt = np.linalg.svd(zb.T @ za)  # square: Y^T X (width x width)
     nuc = float(s.sum())
-    r = u @ vt  # F_B x F_A partial isometry: argmax <X, Y R>
-    resid = a.z - b.z @ r
+    resid = za - zb @ (u @ vt)
     dist = float(np.linalg.norm(resid))
     return min(nuc, 1.0), dist
 
