@@ -609,7 +609,11 @@ class GroupTestResult:
 
 
 def _summ(null: np.ndarray) -> tuple[float, float]:
-    return float(np.mean(null)), float(np.std(null, ddof=1)) if null.size > 1 else 0.0
+    """Mean and sd (ddof=1) of a null; a mean that is zero up to rounding is reported as 0."""
+    mean = float(np.mean(null))
+    if abs(mean) <= 1e-12 * max(1.0, float(np.max(np.abs(null)))):
+        mean = 0.0
+    return mean, float(np.std(null, ddof=1)) if null.size > 1 else 0.0
 
 
 def group_test(
