@@ -145,6 +145,8 @@ class GridResult:
             body["p_values"] = _nan_to_none(self.p_values)
             body["p_holm"] = _nan_to_none(self.p_holm)
             body["significant"] = np.where(self.tested, self.significant, None).tolist()
+        if self.warnings:
+            body["warnings"] = list(self.warnings)
         body["results"] = self.records
         return body
 
@@ -385,9 +387,13 @@ def _grid_nulls(
                 null[i, j, k] = metric.pair(prep(rows[i]), permuted).value
                 if progress:
                     progress(1)
+    results: dict[tuple[int, int], stats.PermutationResult] = {}
     p = np.full((r, c), np.nan)
     for i, j in zip(*np.nonzero(tested)):
         p[i, j] = stats.permutation_pvalue(out.matrix[i, j], null[i, j], metric.higher_is_similar)
+        results[(i, j)] = stats.PermutationResult(
+            float(out.matrix[i, j]), null[i, j], float(p[i, j]), metric.higher_is_similar, seed
+        )
     adj = np.full((r, c), np.nan)
     if tested.any():
         adj[tested] = stats.holm(p[tested])
@@ -396,22 +402,25 @@ def _grid_nulls(
     mask = tested.copy()
     if out.self_comparison and metric.symmetric:  # mirror the tested triangle
         lower = tested.T & ~tested
-        for arr in (p, adj, null):
-            arr[lower] = arr.transpose(1, 0, *range(2, arr.ndim))[lower]
-        sig[lower] = sig.T[lower]
+        p[lower], adj[lower], sig[lower] = p.T[lower], adj.T[lower], sig.T[lower]
+        for i, j in zip(*np.nonzero(lower)):
+            results[(i, j)] = results[(j, i)]
         mask = tested | lower
     for idx, record in enumerate(out.records):
         i, j = divmod(idx, c)
-        record["permutations"] = permutations
-        if not mask[i, j]:
-            record.update(p_value=None, p_holm=None, significant=None, null_mean=None, null_std=None, z=None)
+        if (i, j) not in results:  # the diagonal of a self-comparison: not tested
+            record.update(p_value=None, null_mean=None, null_std=None, permutations=permutations, z=None,
+                          p_holm=None, significant=None)
             continue
-        mean = float(null[i, j].mean())
-        std = float(null[i, j].std(ddof=1)) if permutations > 1 else 0.0
-        z = (out.matrix[i, j] - mean) / std if std > 0 else None
-        record.update(
-            p_value=float(p[i, j]), p_holm=float(adj[i, j]), significant=bool(sig[i, j]),
-            null_mean=mean, null_std=std, z=None if z is None else float(z),
+        record.update(results[(i, j)].as_record())
+        record.update(p_holm=float(adj[i, j]), significant=bool(sig[i, j]))
+    smallest = 1.0 / (permutations + 1)
+    m = int(tested.sum())
+    if m and smallest * m > alpha:
+        out.warnings.append(
+            f"with {permutations} permutations and {m} tested cells no cell can be significant after Holm "
+            f"(smallest p-value 1/{permutations + 1}, times {m} > alpha {alpha:g}); "
+            f"use --permutations {int(np.ceil(m / alpha))} or more"
         )
     out.permutations = permutations
     out.p_values, out.p_holm, out.significant, out.tested = p, adj, sig, mask

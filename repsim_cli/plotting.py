@@ -47,7 +47,7 @@ def figure_size(n_rows: int, n_cols: int) -> tuple[float, float]:
 def pixel_size(n_rows: int, n_cols: int, dpi: int = DPI) -> tuple[int, int]:
     """(width, height) in pixels of the PNG :func:`render_heatmap` makes."""
     w, h = figure_size(n_rows, n_cols)
-    return int(round(w * dpi)), int(round(h * dpi))
+    return int(w * dpi), int(h * dpi)  # Agg truncates figure size x dpi
 
 
 def colorbar_label(metric: Any) -> str:

@@ -104,6 +104,7 @@ def heatmap(
     data_path, data_kind = None, None
     stdout_kind: Optional[str] = fmt or "table"
     if output is not None:
+        _check_output(output, protected)
         image_kind = image_format(output)
         if image_kind is not None:
             image_path = output
@@ -115,16 +116,15 @@ def heatmap(
                     "or .json/.csv/.tsv/.txt for data"
                 )
             data_path, data_kind, stdout_kind = output, fmt or DATA_EXTENSIONS[ext], None
-        _check_output(output, protected)
     extra_kind = None
     if data_out is not None:
+        _check_output(data_out, protected)
         ext = os.path.splitext(data_out)[1].lower()
         if ext not in DATA_EXTENSIONS:
             raise RepsimError(f"--data-out {data_out}: extension must be one of {', '.join(DATA_EXTENSIONS)}, got {ext or '(none)'!r}")
         if output is not None and os.path.realpath(output) == os.path.realpath(data_out):
             raise RepsimError(f"-o and --data-out name the same file {data_out}")
         extra_kind = DATA_EXTENSIONS[ext]
-        _check_output(data_out, protected)
     if annotate and image_path is None:
         warning("--annotate only applies to an image (-o FILE.png/.svg/.pdf)")
     if image_path is not None:
@@ -142,7 +142,7 @@ def heatmap(
             row_refs, col_refs, bound, options, permutations=permutations, alpha=alpha,
             max_memory_gib=max_memory, progress=progress,
         )
-    for w in dict.fromkeys(w for r in result.records for w in r["warnings"]):
+    for w in dict.fromkeys([*(w for r in result.records for w in r["warnings"]), *result.warnings]):
         warning(w)
 
     files = [split_selector(a)[0]] + ([split_selector(b)[0]] if b is not None else [])
@@ -217,8 +217,10 @@ def _fmt(v: float, decimals: int) -> str:
     if abs(v) >= 100:
         return f"{v:.3g}"
     text = f"{v:.{abs(decimals)}f}"
-    if decimals < 0:
-        text = text.replace("0.", ".", 1) if text.startswith(("0.", "-0.")) else text
+    if decimals < 0:  # compact: three characters for values in (-10, 10), e.g. .86, 1.0, 2.5
+        if text.startswith(("0.", "-0.")):
+            return text.replace("0.", ".", 1)
+        return f"{v:.{abs(decimals) - 1}f}" if abs(v) < 10 else f"{v:.0f}"
     return text
 
 
