@@ -596,13 +596,19 @@ def input_similarity(
     else:
         # ---- pass 2: soft density = <Ĵ(x), sum_x' Ĵ(x')>_F / d, no Q x M matrix
         dens = _Kahan((q_used.size,))
+        # sum_x' A_x' J_x' = A_flat @ J_flat with A_flat[a, r*d + b] = A_r[a, b]  (d x block)
+        a_flat = ar.transpose(1, 0, 2).reshape(d, r_used.size * d)
+        all_r = r_used.size == ref.n
+        all_q = q_used.size == grads.n and np.array_equal(q_used, np.arange(grads.n))
         with _Reader(grads) as rg, _Opt(None if same_set else ref) as rr:
             for c0, c1 in blocks:
                 bg = rg.read(c0, c1)
                 br = rr.read(c0, c1) if rr is not None else bg
-                s = np.einsum("rab,rbc->ac", ar, br[r_used])  # sum_x' A_x' J_x'  (d x b)
-                jq = np.einsum("qab,qbc->qac", aq, bg[q_used])
-                dens.add(np.einsum("qac,ac->q", jq, s) / d)
+                jr = (br if all_r else br[r_used]).reshape(-1, c1 - c0)
+                s = a_flat @ jr
+                jq = (bg if all_q else bg[q_used]).reshape(-1, c1 - c0)
+                u = (jq @ s.T).reshape(q_used.size, d, d)  # u[q, b, a] = J_q[b] . s[a]
+                dens.add(np.einsum("qab,qba->q", aq, u) / d)
                 step(1)
         self_val = np.einsum("qab,qbc,qca->q", aq, kq_all[q_used], aq) / d  # tr(A K A)/d = 1 (rank/d)
         result.density_soft = dens.sum - np.where(has_self, self_val, 0.0)

@@ -352,3 +352,23 @@ def test_sample_data_same_label_neighbours():
     attach_labels(res, labels, labels)
     assert res.same_label_fraction.mean() > 0.9  # chance level is about 0.1
     assert np.all(res.reliability > 0)
+
+
+def test_two_pass_soft_density_multi_output_query_and_reference(tmp_path, rng):
+    j = rng.standard_normal((8, 2, 25)) + rng.standard_normal((2, 25))
+    jr = rng.standard_normal((6, 2, 25)) + rng.standard_normal((2, 25))
+    jr[2] = 0.0
+    path = h5(tmp_path / "j.h5", grads=j, ref=jr)
+    g, r = resolve_gradients(f"{path}:grads"), resolve_gradients(f"{path}:ref")
+    q = [5, 1]
+    two = input_similarity(g, r, query=q, drop_zero=True, block_size=4)
+    gram = input_similarity(g, r, query=q, drop_zero=True, block_size=4, keep_kernel=True)
+    keep = [0, 1, 3, 4, 5]
+    expected = trace_kc_bruteforce(j[q], jr[keep]).sum(axis=1)
+    assert two.passes == 2 and two.dropped == {"reference": [2]}
+    np.testing.assert_allclose(two.density_soft, expected, atol=1e-12)
+    np.testing.assert_allclose(gram.density_soft, expected, atol=1e-12)
+    # same set, subset of queries, self excluded in the two-pass path too
+    self_two = input_similarity(g, query=q, block_size=4)
+    k = trace_kc_bruteforce(j)
+    np.testing.assert_allclose(self_two.density_soft, k[q].sum(axis=1) - 1.0, atol=1e-12)
