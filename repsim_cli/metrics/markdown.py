@@ -1,0 +1,118 @@
+"""The README's metric table, generated from the registry.
+
+``python -m repsim_cli.metrics.markdown`` prints it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from repsim_cli.metrics.registry import INVARIANCES, REGISTRY, Metric
+
+_SHORT = {
+    "orthogonal": "orthogonal",
+    "isotropic_scaling": "scaling",
+    "invertible_linear": "invertible linear",
+    "permutation": "permutation",
+    "translation": "translation",
+}
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def _params(metric: Metric) -> str:
+    parts = []
+    for p in metric.params:
+        kind = "\\|".join(_fmt(c) for c in p.choices) if p.choices is not None else p.type.__name__
+        parts.append(f"`{p.name}={_fmt(p.default)}` ({kind})")
+    return "<br>".join(parts) or "-"
+
+
+def _variants(metric: Metric) -> list[dict[str, Any]]:
+    """Parameter values that change direction, symmetry, invariances or minimum N."""
+    out = []
+    for p in metric.params:
+        for choice in p.choices or ():
+            if choice != p.default:
+                out.append({p.name: choice})
+    return out
+
+
+def _kind(metric: Metric) -> str:
+    base = metric.bind()
+    text = "similarity" if base.higher_is_similar else "distance"
+    flips = [v for v in _variants(metric) if metric.bind(**v).higher_is_similar != base.higher_is_similar]
+    if flips:
+        other = "distance" if base.higher_is_similar else "similarity"
+        text += "; " + other + " with " + ", ".join(f"`{k}={_fmt(x)}`" for v in flips for k, x in v.items())
+    return text
+
+
+def _symmetric(metric: Metric) -> str:
+    base = metric.bind()
+    text = "yes" if base.symmetric else "no"
+    flips = [v for v in _variants(metric) if metric.bind(**v).symmetric != base.symmetric]
+    if flips:
+        text += " (" + ("no" if base.symmetric else "yes") + " with " + ", ".join(
+            f"`{k}={_fmt(x)}`" for v in flips for k, x in v.items()
+        ) + ")"
+    return text
+
+
+def _invariances(metric: Metric) -> str:
+    base = metric.bind().invariances
+    names = [_SHORT[i] for i in INVARIANCES if i in base]
+    text = ", ".join(names) or "none"
+    for v in _variants(metric):
+        extra = metric.bind(**v).invariances - base
+        if extra:
+            text += "; + " + ", ".join(_SHORT[i] for i in INVARIANCES if i in extra) + " with " + ", ".join(
+                f"`{k}={_fmt(x)}`" for k, x in v.items()
+            )
+    return text
+
+
+def _min_n(metric: Metric) -> str:
+    base = metric.bind().min_n
+    text = str(base)
+    for v in _variants(metric):
+        m = metric.bind(**v).min_n
+        if m != base:
+            text += f" ({m} with " + ", ".join(f"`{k}={_fmt(x)}`" for k, x in v.items()) + ")"
+    if metric.name == "knn":
+        text = "k+1"
+    return text
+
+
+def metrics_markdown_table() -> str:
+    """Markdown table of every registered metric: name, parameters with defaults, similarity or
+    distance, symmetric, invariances, minimum N and reference."""
+    lines = [
+        "| metric | parameters (default) | kind | symmetric | invariant to | min N | reference |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for metric in REGISTRY.values():
+        if metric.bind().gram:
+            nn = " (N x N)"
+        else:
+            grams = [v for v in _variants(metric) if metric.bind(**v).gram]
+            nn = (" (N x N with " + ", ".join(f"`{k}={_fmt(x)}`" for v in grams for k, x in v.items()) + ")") if grams else ""
+        lines.append(
+            f"| `{metric.name}`{nn} | {_params(metric)} | {_kind(metric)} | {_symmetric(metric)} | "
+            f"{_invariances(metric)} | {_min_n(metric)} | {metric.reference} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    import repsim_cli.metrics  # noqa: F401  (registers every metric)
+
+    print(metrics_markdown_table(), end="")
+
+
+if __name__ == "__main__":
+    main()
