@@ -634,11 +634,22 @@ def attach_labels(result: InputSimResult, query_labels: np.ndarray | None, refer
     """Add per-input labels and, with neighbours, the fraction of top-k neighbours sharing it."""
     if query_labels is None:
         return
-    result.labels = np.asarray(query_labels)[result.query_index]
+    query_labels, reference_labels = _plain_labels(query_labels), _plain_labels(reference_labels)
+    result.labels = query_labels[result.query_index]
     if reference_labels is not None and result.neighbor_index is not None:
-        nl = np.asarray(reference_labels)[result.neighbor_index]
+        nl = reference_labels[result.neighbor_index]
         result.neighbor_labels = nl
         result.same_label_fraction = (nl == result.labels[:, None]).mean(axis=1)
+
+
+def _plain_labels(labels: np.ndarray | None) -> np.ndarray | None:
+    """Labels as numbers or str (HDF5 byte strings decoded), so they compare and serialize."""
+    if labels is None:
+        return None
+    arr = np.asarray(labels)
+    if arr.dtype.kind in ("S", "O"):
+        arr = np.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in arr.tolist()])
+    return arr
 
 
 def write_kernel_h5(path: str, result: InputSimResult, dtype: str, attrs: dict[str, Any], protected: Sequence[str] = ()) -> None:

@@ -177,3 +177,12 @@ def test_bad_inputs(tmp_path, rng):
     before = p.read_bytes()
     bad("inputsim", p, "--top-k", "9", "-o", p, match="refusing to overwrite")
     assert p.read_bytes() == before
+
+
+def test_string_labels(tmp_path, rng):
+    x = rng.standard_normal((5, 4))
+    with h5py.File(tmp_path / "s.h5", "w") as f:
+        f["grads"] = x
+        f.create_dataset("labels", data=np.array([b"cat", b"dog", b"cat", b"dog", b"cat"]))
+    doc = json_out("inputsim", tmp_path / "s.h5", "--top-k", "2")
+    assert doc["results"][0]["label"] == "cat" and 0 <= doc["summary"]["mean_same_label_fraction"] <= 1
