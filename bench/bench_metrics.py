@@ -129,12 +129,19 @@ def peak_memory(n: int, f: int, spec: str) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke run")
+    parser.add_argument("--threads", type=int, default=None, help="limit BLAS threads (e.g. 1 on a busy machine)")
     args = parser.parse_args(argv)
+    if args.threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(args.threads)
+        os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(args.threads)  # memory subprocesses
     sizes = QUICK_SIZES if args.quick else FULL_SIZES
     largest = max(n for n, _ in sizes)
 
     print(f"# repsim metrics benchmark, {datetime.date.today().isoformat()}")
     print(f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPUs, Python {platform.python_version()}, numpy {np.__version__}, {blas_info()}")
+    print(f"BLAS threads: {args.threads or 'default'}; load average at start: {os.getloadavg()[0]:.1f}")
     print()
     print("| N | F | metric | time (s) | floor (s) | floor is | ratio | target |")
     print("|---:|---:|---|---:|---:|---|---:|---|")

@@ -70,9 +70,10 @@ def canonical_correlations(qa: np.ndarray, qb: np.ndarray) -> np.ndarray:
 def _degenerate_warnings(n: int, fa: int, fb: int, name: str) -> list[str]:
     if max(fa, fb) >= n - 1:
         return [
-            f"{name} is meaningless here: a side has F={max(fa, fb)} >= N-1={n - 1} features, so its centered "
-            "column space is all of R^N/1 and every canonical correlation is 1 (Kornblith et al. 2019, Theorem 1); "
-            "use cka, or reduce F with --pool or raise N"
+            f"{name} is meaningless here: a side has F={max(fa, fb)} >= N-1={n - 1} features, so at full rank its "
+            "centered column space is every centered N-vector and every canonical correlation is 1 "
+            "(Kornblith et al. 2019, Theorem 1); use cka, reduce F with --pool, or use more inputs "
+            "(raise --max-samples if you subsampled)"
         ]
     return []
 
