@@ -22,6 +22,7 @@ demo: venv
 	$(REPSIM) inspect $(S)/mlp_seed0.h5
 	$(REPSIM) compare $(S)/mlp_seed0.h5 $(S)/mlp_seed1.h5 -m cka -m matched -m meanmax
 	$(REPSIM) compare $(S)/mlp_seed0.h5 $(S)/wide_seed0.h5 -m cka -m matched -m meanmax
+	$(REPSIM) heatmap $(S)/mlp_seed0.h5 $(S)/mlp_seed1.h5 --annotate -o $(VENV)/heatmap_mlp_seed0_vs_seed1.png
 
 bench: venv
 	$(BIN)/python bench/run_all.py
