@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -193,3 +194,14 @@ def test_shorten_keeps_the_end():
     assert shorten("layers/05", 8) == "…yers/05"
     assert shorten("layers/05", 9) == "layers/05"
     assert viridis_hex(0) == "#440154" and viridis_hex(1) == "#fde725" and viridis_hex(2) == "#fde725"
+
+
+def test_output_files_get_the_usual_permissions(pair_files, tmp_path):
+    a, b = pair_files
+    old = os.umask(0o022)
+    try:
+        ok(a, b, "-o", tmp_path / "g.png", "--data-out", tmp_path / "g.json")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "g.png").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+    assert (tmp_path / "g.json").stat().st_mode & 0o777 == 0o644
