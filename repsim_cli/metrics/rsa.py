@@ -73,14 +73,22 @@ def upper_triangle(m: np.ndarray) -> np.ndarray:
     return out
 
 
-def fill_symmetric(values: np.ndarray, n: int, out: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`upper_triangle`: symmetric ``out`` with zero diagonal."""
+def fill_symmetric(values: np.ndarray, n: int, out: np.ndarray, block: int = 512) -> np.ndarray:
+    """Inverse of :func:`upper_triangle`: symmetric ``out`` with zero diagonal.
+
+    Rows of the upper triangle are contiguous copies; the lower triangle is filled by transposing
+    square blocks (cache friendly, no N^2 index arrays or temporaries).
+    """
     pos = 0
     for i in range(n - 1):
-        seg = values[pos : pos + n - 1 - i]
-        out[i, i + 1 :] = seg
-        out[i + 1 :, i] = seg
+        out[i, i + 1 :] = values[pos : pos + n - 1 - i]
         pos += n - 1 - i
+    for b0 in range(0, n, block):
+        b1 = min(n, b0 + block)
+        out[b0:b1, :b0] = out[:b0, b0:b1].T
+        sub = out[b0:b1, b0:b1]
+        lower = np.tril_indices(b1 - b0, -1)
+        sub[lower] = sub.T[lower]
     np.fill_diagonal(out, 0.0)
     return out
 
