@@ -239,8 +239,8 @@ def run_group_test(
     ii, jj = stats.pair_index(n_runs)
     sims = np.full((n_layers, n_runs, n_runs), np.nan)
     per_layer_pairs: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = []
+    layer_warnings: list[list[str]] = []
     total = n_layers * len(ii) + n_resamples
-    warnings: list[str] = []
     with progress_bar("test", total) as progress:
         data: list[list[np.ndarray]] = []
         for l in range(n_layers):
@@ -248,13 +248,14 @@ def run_group_test(
             preps = [cache.prepared(refs[r][l], metric) for r in range(n_runs)]
             data.append([lay.data for lay in layers])
             within, between = [], []
+            layer_warnings.append([])
             for a, b in zip(ii, jj):
                 result = metric.pair(preps[a], preps[b])
                 sims[l, a, b] = result.value
                 rec = base_record(layers[a], layers[b], metric, result)
                 rec = {"group_a": labels[a], "group_b": labels[b], **rec}
                 (within if labels[a] == labels[b] else between).append(rec)
-                warnings += rec["warnings"]
+                layer_warnings[l] += rec["warnings"]
                 if progress:
                     progress(1)
             per_layer_pairs.append((within, between))
@@ -269,7 +270,7 @@ def run_group_test(
             recompute=recompute if null == "bootstrap" else None, n_rows=n_rows, unique_rows=unique, ci=ci,
             progress=progress,
         )
-    warnings += result.warnings
+    warnings = [w for ws in layer_warnings for w in ws] + result.warnings
     summary = result.summary()
     common = {"metric": metric.name, "params": dict(metric.params)}
     results = []
@@ -277,17 +278,18 @@ def run_group_test(
     for l, name in enumerate(layer_names):
         within, between = per_layer_pairs[l]
         stat = result.layers[l].as_record()
-        rec = {"layer": name, **common, "within": within, "between": between, **stat, **summary, "n_samples": n_rows}
+        own = list(dict.fromkeys(layer_warnings[l] + result.warnings))
+        rec = {"layer": name, **common, "within": within, "between": between, **stat, **summary, "n_samples": n_rows, "warnings": own}
         results.append(rec)
-        rows.append({"layer": name, **common, **stat, **_row_summary(summary), "n_within": len(within), "n_between": len(between), "n_samples": n_rows})
+        rows.append({"layer": name, **common, **stat, **_row_summary(summary), "n_within": len(within), "n_between": len(between), "n_samples": n_rows, "warnings": own})
     combined = None
     if result.combined is not None:
         stat = result.combined.as_record()
         combined = {"layer": "combined", "layers": list(layer_names), **common, **stat, **summary}
-        rows.append({"layer": "combined", **common, **stat, **_row_summary(summary), "n_within": None, "n_between": None, "n_samples": n_rows})
     warnings = list(dict.fromkeys(warnings))
-    for row in rows:
-        row["warnings"] = warnings
+    if combined is not None:
+        combined["warnings"] = warnings
+        rows.append({"layer": "combined", **common, **result.combined.as_record(), **_row_summary(summary), "n_within": None, "n_between": None, "n_samples": n_rows, "warnings": warnings})
     doc = envelope(
         "test",
         options.seed,
