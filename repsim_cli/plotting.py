@@ -92,6 +92,9 @@ def render_heatmap(
     r, c = m.shape
     lo = float(np.nanmin(m)) if vmin is None else vmin
     hi = float(np.nanmax(m)) if vmax is None else vmax
+    if lo == hi and vmin is None and vmax is None:  # one cell, or a constant grid: centre the scale on it
+        pad = 0.05 * max(1.0, abs(lo))
+        lo, hi = lo - pad, hi + pad
     if not lo < hi:
         raise RepsimError(f"color scale needs vmin < vmax, got vmin={lo:g}, vmax={hi:g}")
     cmap = plt.get_cmap("viridis" if grid.metric.higher_is_similar else "viridis_r")

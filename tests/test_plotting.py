@@ -98,3 +98,10 @@ def test_missing_matplotlib_is_a_one_line_error(grid, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     with pytest.raises(RepsimError, match=r"pip install 'repsim-cli\[plot\]'"):
         render_heatmap(grid, "png")
+
+
+def test_single_cell_grid_renders(rng):
+    x = rng.standard_normal((20, 3))
+    g = grid_from_layers([mem_layer("l/0", x, "a.h5")], None, parse_metric("cka"))
+    assert g.matrix.tolist() == [[1.0]]
+    assert png_size(render_heatmap(g, "png", ["a.h5"])) == pixel_size(1, 1)
