@@ -30,7 +30,8 @@ EXTRA_SPECS = [
     "procrustes:stat=distance",
     "procrustes:stat=angle",
     "rsa:rdm=euclidean,compare=pearson",
-    "knn:k=5,center=true",
+    "knn:k=5,center=false",
+    "rsa:center=false",
     "meanmax:direction=both",
     "matched:corr=spearman",
 ]

@@ -192,11 +192,27 @@ def test_knn_k_must_be_below_n():
     assert 0.0 <= mutual_knn(x, y, k=9) <= 1.0
 
 
-def test_knn_default_follows_huh_et_al_no_centering():
+def test_knn_default_centers_columns_and_center_false_follows_huh_et_al():
     x, y = pair(4, 30, 4, 4)
-    assert mutual_knn(x, y) == pytest.approx(knn_ref(x, y, 10, center=False), abs=1e-14)
-    assert "translation" not in parse_metric("knn").invariances
-    assert "translation" in parse_metric("knn:center=true").invariances
+    x, y = x + 3.0, y - 2.0  # an offset, so centering matters
+    assert mutual_knn(x, y) == pytest.approx(knn_ref(x, y, 10, center=True), abs=1e-14)
+    assert mutual_knn(x, y, center=False) == pytest.approx(knn_ref(x, y, 10, center=False), abs=1e-14)
+    assert mutual_knn(x, y) != mutual_knn(x, y, center=False)
+    assert "translation" in parse_metric("knn").invariances
+    assert "translation" not in parse_metric("knn:center=false").invariances
+
+
+def test_rsa_center_false_is_the_rdm_of_raw_rows():
+    from scipy.spatial.distance import pdist
+    from scipy.stats import spearmanr
+
+    x, y = pair(5, 25, 4, 3)
+    x, y = x + np.arange(4), y * 2 + 1.0
+    raw = spearmanr(pdist(x, "correlation"), pdist(y, "correlation")).statistic
+    centered = spearmanr(pdist(x - x.mean(0), "correlation"), pdist(y - y.mean(0), "correlation")).statistic
+    assert rsa(x, y, center=False) == pytest.approx(raw, abs=1e-12)
+    assert rsa(x, y) == pytest.approx(centered, abs=1e-12)
+    assert "translation" not in parse_metric("rsa:center=false").invariances
 
 
 @settings(max_examples=15, deadline=None)
@@ -207,7 +223,8 @@ def test_shape_rsa_knn_properties(seed, n, fa, fb):
     assert record("procrustes (hypothesis)", procrustes(x, y), nuc) <= 1e-12
     assert record("procrustes distance (hypothesis)", procrustes(x, y, "distance"), dist) <= 1e-12
     k = min(3, n - 1)
-    assert record("knn (hypothesis)", mutual_knn(x, y, k=k), knn_ref(x, y, k)) <= 1e-14
+    assert record("knn (hypothesis)", mutual_knn(x, y, k=k), knn_ref(x, y, k, center=True)) <= 1e-14
+    assert record("knn raw rows (hypothesis)", mutual_knn(x, y, k=k, center=False), knn_ref(x, y, k)) <= 1e-14
     if fa >= 2 and fb >= 2:  # a 1-feature correlation RDM is undefined (rows have no variance)
         assert record("rsa (hypothesis)", rsa(x, y, compare="pearson"), rsa_ref(x, y, "correlation", "pearson")) <= 1e-10
 

@@ -31,14 +31,14 @@ class RDMState:
     constant: bool  # every off-diagonal dissimilarity is equal: correlation undefined -> 0
 
 
-def rdm(x: np.ndarray, kind: str = "correlation") -> np.ndarray:
-    """N x N representational dissimilarity matrix of column-centered float64 data.
+def rdm(x: np.ndarray, kind: str = "correlation", center_columns: bool = True) -> np.ndarray:
+    """N x N representational dissimilarity matrix of (by default column-centered) float64 data.
 
     ``correlation``: 1 - Pearson correlation between rows (each row centered and normalized over
     its features; a row with no variance gets correlation 0 with every other row).
     ``euclidean``: ||x_i - x_j||_2.
     """
-    xc = center(x)
+    xc = center(x) if center_columns else np.array(as_float64(x), copy=True)
     if kind == "correlation":
         xc -= xc.mean(axis=1, keepdims=True)
         norms = np.linalg.norm(xc, axis=1)
@@ -97,7 +97,7 @@ def _rsa_prepare(x: np.ndarray, params: Mapping[str, Any]) -> RDMState:
     n = x.shape[0]
     if n < 3:
         raise RepsimError(f"rsa needs N >= 3 inputs (at least 3 pairs), got N={n}")
-    d = rdm(x, params["rdm"])
+    d = rdm(x, params["rdm"], params["center"])
     v = upper_triangle(d)
     if params["compare"] == "spearman":
         from scipy.stats import rankdata
@@ -128,14 +128,15 @@ def _rsa_pair(a: RDMState, b: RDMState, params: Mapping[str, Any]) -> MetricResu
     return MetricResult(float(np.clip(value, -1.0, 1.0)), {}, warnings)
 
 
-def rsa(x: np.ndarray, y: np.ndarray, rdm: str = "correlation", compare: str = "spearman") -> float:
+def rsa(x: np.ndarray, y: np.ndarray, rdm: str = "correlation", compare: str = "spearman", center: bool = True) -> float:
     """Representational similarity analysis (Kriegeskorte, Mur & Bandettini, Front. Syst. Neurosci. 2008).
 
     RDM_ij = 1 - pearson(x_i, x_j) (``rdm='correlation'``) or ||x_i - x_j|| (``'euclidean'``) on
     column-centered data; the index is the Spearman (or Pearson) correlation of the two RDMs'
-    upper triangles (i < j). Builds N x N matrices.
+    upper triangles (i < j). Builds N x N matrices. ``center=False`` skips the column centering
+    (the RDM of raw rows, e.g. ``scipy.spatial.distance.pdist(x, 'correlation')``).
     """
-    return RSA.bind(rdm=rdm, compare=compare).compute(x, y).value
+    return RSA.bind(rdm=rdm, compare=compare, center=center).compute(x, y).value
 
 
 RSA = register(
@@ -145,11 +146,13 @@ RSA = register(
         params=(
             Param("rdm", str, "correlation", "dissimilarity between inputs: correlation (1 - Pearson between rows) or euclidean", ("correlation", "euclidean")),
             Param("compare", str, "spearman", "correlation of the RDMs' upper triangles: spearman (ranks) or pearson", ("spearman", "pearson")),
+            Param("center", bool, True, "column-center before building the RDM (false: RDM of the raw rows)", (True, False)),
         ),
         higher_is_similar=True,
         symmetric=True,
-        invariances=frozenset({"isotropic_scaling", "permutation", "translation"}),
-        extra_invariances=lambda p: frozenset({"orthogonal"}) if p["rdm"] == "euclidean" else frozenset(),
+        invariances=frozenset({"isotropic_scaling", "permutation"}),
+        extra_invariances=lambda p: (frozenset({"orthogonal"}) if p["rdm"] == "euclidean" else frozenset())
+        | (frozenset({"translation"}) if p["center"] or p["rdm"] == "euclidean" else frozenset()),
         min_n=3,
         formula="corr_{i<j}(RDM_A[i,j], RDM_B[i,j]); RDM = 1 - pearson(rows) or euclidean distance",
         reference="Kriegeskorte et al., Representational similarity analysis, Front. Syst. Neurosci. 2008",
@@ -160,8 +163,8 @@ RSA = register(
         help=(
             "N x N by nature: memory 8*N^2 bytes per RDM (N=20000: 3.0 GiB each, plus the ranking of "
             "N(N-1)/2 values), refused above --max-gram inputs (default 20000; use --max-samples). "
-            "Data are column-centered first, so rdm=correlation is translation invariant; it is not "
-            "rotation invariant (row means depend on the feature basis), rdm=euclidean is."
+            "Data are column-centered first (center=false: raw rows), so rdm=correlation is translation "
+            "invariant; it is not rotation invariant (row means depend on the feature basis), rdm=euclidean is."
         ),
         value_range=(-1.0, 1.0),
     )
@@ -239,12 +242,12 @@ def _knn_pair(a: KnnState, b: KnnState, params: Mapping[str, Any]) -> MetricResu
     return MetricResult(float(knn_overlap(a.idx, b.idx).mean() / a.k))
 
 
-def mutual_knn(x: np.ndarray, y: np.ndarray, k: int = 10, center: bool = False) -> float:
+def mutual_knn(x: np.ndarray, y: np.ndarray, k: int = 10, center: bool = True) -> float:
     """Mutual k-nearest-neighbour overlap: mean_i |kNN_X(i) & kNN_Y(i)| / k.
 
     Neighbours by cosine similarity between rows, self excluded (Huh, Cheung, Wang & Isola,
-    "The Platonic Representation Hypothesis", ICML 2024). Their code normalizes rows without
-    centering them, which is the default here; ``center=True`` column-centers first.
+    "The Platonic Representation Hypothesis", ICML 2024). Like every index here it works on
+    column-centered data by default; ``center=False`` uses the raw rows, as the authors' code does.
     """
     return KNN.bind(k=k, center=center).compute(x, y).value
 
@@ -255,7 +258,7 @@ KNN = register(
         summary="mutual k-nearest-neighbour overlap of the inputs (cosine similarity of rows)",
         params=(
             Param("k", int, 10, "neighbours per input (1 <= k < N)", minimum=1),
-            Param("center", bool, False, "column-center before cosine similarity (false: as in Huh et al.'s code)", (True, False)),
+            Param("center", bool, True, "column-center before cosine similarity (false: raw rows, as in Huh et al.'s code)", (True, False)),
         ),
         higher_is_similar=True,
         symmetric=True,
@@ -268,9 +271,9 @@ KNN = register(
         pair=_knn_pair,
         permute=_knn_permute,
         help=(
-            "Rows are not centered by default (Huh et al.'s mutual_knn L2-normalizes raw features; it also "
-            "clips outliers at the 95th percentile first, which repsim does not do), so a constant offset "
-            "changes the result; center=true removes it. Ties broken by lower index. Memory O(block*N)."
+            "Columns are centered first, like every index here (center=false: cosine of the raw rows, as "
+            "Huh et al.'s mutual_knn, which also clips outliers at the 95th percentile, which repsim does not "
+            "do). Ties broken by lower index. Memory O(block*N)."
         ),
     )
 )
