@@ -106,7 +106,10 @@ class LayerCache:
         if key not in self._prepared:
             data = self.layer(ref).data
             check_gram(metric, data.shape[0], self.options.max_gram, ref.label)
-            self._prepared[key] = metric.prepare(data)
+            try:
+                self._prepared[key] = metric.prepare(data)
+            except RepsimError as exc:  # say which layer: the metric only saw an array
+                raise RepsimError(f"{ref.label} (shape {ref.shape}), metric {metric.spec}: {exc}") from None
         return self._prepared[key]
 
     def release(self, ref: LayerRef) -> None:
@@ -173,7 +176,10 @@ def compare_pairs(
         a, b = cache.layer(a_ref), cache.layer(b_ref)
         for metric in metrics:
             prep_a, prep_b = cache.prepared(a_ref, metric), cache.prepared(b_ref, metric)
-            result = metric.pair(prep_a, prep_b)
+            try:
+                result = metric.pair(prep_a, prep_b)
+            except RepsimError as exc:
+                raise RepsimError(f"{a.label} vs {b.label}, metric {metric.spec}: {exc}") from None
             record = base_record(a, b, metric, result, details)
             if permutations:
                 null = stats.permutation_null(

@@ -9,6 +9,7 @@ import typer
 from repsim_cli.cli._app import app, handle_errors
 from repsim_cli.cli.common import FormatOpt, OutputOpt, emit
 from repsim_cli.metrics import INVARIANCES, REGISTRY, Metric
+from repsim_cli.metrics.markdown import invariances_text, kind_text, symmetric_text
 from repsim_cli.render import envelope
 
 EPILOG = """
@@ -38,10 +39,15 @@ def describe(metric: Metric) -> dict[str, Any]:
             }
             for p in metric.params
         ],
-        "higher_is_similar": metric.higher_is_similar,
-        "symmetric": metric.symmetric if isinstance(metric.symmetric, bool) else f"default params: {bound.symmetric}",
-        "invariances": sorted(metric.invariances, key=list(INVARIANCES).index),
-        "min_n": metric.min_n if isinstance(metric.min_n, int) else bound.min_n,
+        # with the default parameters; "kind", "symmetry" and "invariance_notes" say how parameters change them
+        "higher_is_similar": bound.higher_is_similar,
+        "symmetric": bound.symmetric,
+        "invariances": [i for i in INVARIANCES if i in bound.invariances],
+        "min_n": bound.min_n,
+        "kind": kind_text(metric).replace("`", ""),
+        "symmetry": symmetric_text(metric).replace("`", ""),
+        "invariance_notes": invariances_text(metric).replace("`", ""),
+        "value_range": list(bound.value_range),
         "builds_n_by_n": bool(bound.gram),
         "formula": metric.formula,
         "reference": metric.reference,
@@ -76,14 +82,12 @@ def _table(entries: list[dict[str, Any]]) -> Any:
             f"{p['name']}=" + ("|".join(_fmt(c) for c in p["choices"]) if p["choices"] else p["type"]) + f" ({_fmt(p['default'])})"
             for p in e["params"]
         )
-        kind = ("similarity" if e["higher_is_similar"] else "distance") + (
-            "" if e["symmetric"] is True else ", asymmetric" if e["symmetric"] is False else f", {e['symmetric']}"
-        )
+        kind = f"{e['kind']}\nsymmetric: {e['symmetry']}"
         table.add_row(
             f"{e['name']}\n{e['summary']}",
             params or "-",
             kind,
-            ", ".join(e["invariances"]) or "-",
+            e["invariance_notes"],
             str(e["min_n"]),
             f"{e['formula']}\n{e['reference']}",
         )

@@ -42,7 +42,7 @@ def _variants(metric: Metric) -> list[dict[str, Any]]:
     return out
 
 
-def _kind(metric: Metric) -> str:
+def kind_text(metric: Metric) -> str:
     base = metric.bind()
     text = "similarity" if base.higher_is_similar else "distance"
     flips = [v for v in _variants(metric) if metric.bind(**v).higher_is_similar != base.higher_is_similar]
@@ -52,7 +52,7 @@ def _kind(metric: Metric) -> str:
     return text
 
 
-def _symmetric(metric: Metric) -> str:
+def symmetric_text(metric: Metric) -> str:
     base = metric.bind()
     text = "yes" if base.symmetric else "no"
     flips = [v for v in _variants(metric) if metric.bind(**v).symmetric != base.symmetric]
@@ -63,7 +63,7 @@ def _symmetric(metric: Metric) -> str:
     return text
 
 
-def _invariances(metric: Metric) -> str:
+def invariances_text(metric: Metric) -> str:
     base = metric.bind().invariances
     names = [_SHORT[i] for i in INVARIANCES if i in base]
     text = ", ".join(names) or "none"
@@ -76,7 +76,7 @@ def _invariances(metric: Metric) -> str:
     return text
 
 
-def _min_n(metric: Metric) -> str:
+def min_n_text(metric: Metric) -> str:
     base = metric.bind().min_n
     text = str(base)
     for v in _variants(metric):
@@ -102,8 +102,8 @@ def metrics_markdown_table() -> str:
             grams = [v for v in _variants(metric) if metric.bind(**v).gram]
             nn = (" (N x N with " + ", ".join(f"`{k}={_fmt(x)}`" for v in grams for k, x in v.items()) + ")") if grams else ""
         lines.append(
-            f"| `{metric.name}`{nn} | {_params(metric)} | {_kind(metric)} | {_symmetric(metric)} | "
-            f"{_invariances(metric)} | {_min_n(metric)} | {metric.reference} |"
+            f"| `{metric.name}`{nn} | {_params(metric)} | {kind_text(metric)} | {symmetric_text(metric)} | "
+            f"{invariances_text(metric)} | {min_n_text(metric)} | {metric.reference} |"
         )
     return "\n".join(lines) + "\n"
 
