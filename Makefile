@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 REPSIM := $(BIN)/repsim
 S      := sample_data
+OUT    := demo-output
 
 .PHONY: demo test bench sample-data venv clean
 
@@ -19,10 +20,18 @@ test: venv
 	$(BIN)/python -m pytest -q
 
 demo: venv
-	$(REPSIM) inspect $(S)/mlp_seed0.h5
-	$(REPSIM) compare $(S)/mlp_seed0.h5 $(S)/mlp_seed1.h5 -m cka -m matched -m meanmax
-	$(REPSIM) compare $(S)/mlp_seed0.h5 $(S)/wide_seed0.h5 -m cka -m matched -m meanmax
-	$(REPSIM) heatmap $(S)/mlp_seed0.h5 $(S)/mlp_seed1.h5 --annotate -o $(VENV)/heatmap_mlp_seed0_vs_seed1.png
+	@mkdir -p $(OUT)
+	@echo "== what is in a file ==";                     $(REPSIM) inspect $(S)/mlp_seed0.h5
+	@echo "== two seeds of one architecture ==";         $(REPSIM) compare $(S)/mlp_seed0.h5 $(S)/mlp_seed1.h5 -m cka -m cca -m matched -m meanmax
+	@echo "== two architectures ==";                      $(REPSIM) compare $(S)/mlp_seed0.h5 $(S)/wide_seed0.h5 -m cka -m cca -m matched -m meanmax
+	@echo "== against chance (permutation null, bootstrap interval) =="; \
+	  $(REPSIM) compare $(S)/mlp_seed0.h5:layers/3 $(S)/wide_seed0.h5:layers/3 -m cka --permutations 999 --bootstrap 500 --seed 1
+	@echo "== layer x layer grid ==";                     $(REPSIM) heatmap $(S)/mlp_seed0.h5 $(S)/mlp_seed1.h5 --annotate -o $(OUT)/heatmap_mlp_seed0_vs_seed1.png
+	@echo "(image: $(OUT)/heatmap_mlp_seed0_vs_seed1.png)"
+	@echo "== do two architectures differ more than two seeds? =="; \
+	  $(REPSIM) test --group mlp $(S)/mlp_seed0.h5 $(S)/mlp_seed1.h5 $(S)/mlp_seed2.h5 --group wide $(S)/wide_seed0.h5 $(S)/wide_seed1.h5
+	@echo "== which inputs the network treats as similar (gradient cosine) =="; \
+	  $(REPSIM) inputsim $(S)/grads.h5 --query 0,1,2,3,4 --top-k 5 --train $(S)/grads.h5:train_grads
 
 bench: venv
 	$(BIN)/python bench/run_all.py
@@ -32,4 +41,4 @@ sample-data: venv
 	$(BIN)/python $(S)/make_sample_data.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) $(OUT) .pytest_cache .hypothesis build *.egg-info
