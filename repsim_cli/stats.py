@@ -36,6 +36,8 @@ BOOT_STREAM = 0x626F6F74  # "boot"
 LABEL_STREAM = 0x6C61626C  # "labl"
 #: permutations / resamples per unit of work (progress granularity, process chunks)
 _CHUNK = 8
+#: relabellings evaluated at once by the group test (bounds memory: chunk x pairs floats)
+_LABEL_CHUNK = 8192
 
 
 # --------------------------------------------------------------------------- seeds and draws
@@ -682,10 +684,19 @@ def group_test(
         exact = splits <= n_resamples
         if exact:
             draws = enumerate_splits(sizes)
+            null_stat = np.concatenate(
+                [group_statistics(values, draws[s : s + _LABEL_CHUNK], higher_is_similar)[0]
+                 for s in range(0, draws.shape[0], _LABEL_CHUNK)]
+            )  # S x L
         else:
+            # each chunk of relabellings: every row an independent uniform shuffle of the labels
             rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(LABEL_STREAM,)))
-            draws = np.array([rng.permutation(codes) for _ in range(n_resamples)])
-        null_stat, _, _ = group_statistics(values, draws, higher_is_similar)  # S x L
+            parts = []
+            for s in range(0, n_resamples, _LABEL_CHUNK):
+                count = min(_LABEL_CHUNK, n_resamples - s)
+                draws = rng.permuted(np.tile(codes, (count, 1)), axis=1)
+                parts.append(group_statistics(values, draws, higher_is_similar)[0])
+            null_stat = np.concatenate(parts)
         if progress:
             progress(n_resamples)
         null_comb = null_stat.mean(axis=1)
@@ -713,7 +724,7 @@ def group_test(
                 f"stability of the difference between these particular runs."
             )
         return GroupTestResult(
-            "labels", layers, combined, splits, min_p, exact, int(draws.shape[0]), seed, None, note, warnings
+            "labels", layers, combined, splits, min_p, exact, int(null_stat.shape[0]), seed, None, note, warnings
         )
 
     if null != "bootstrap":
