@@ -232,3 +232,15 @@ def test_shape_rsa_knn_properties(seed, n, fa, fb):
 def test_report_worst_disagreements():
     for name, err in sorted(WORST.items()):
         print(f"worst |repsim - independent| {name}: {err:.2e}")
+
+
+def test_rsa_constant_rdm_is_reported_not_rounding_noise():
+    """F=2 rows whose first feature always exceeds the second: every raw-row correlation is 1, so the
+    correlation RDM is constant (0 up to rounding). Its RSA is undefined: 0 with a warning, for any scale."""
+    rng = np.random.default_rng(3)
+    x = np.column_stack([rng.uniform(5, 6, 17), rng.uniform(0, 1, 17)])
+    y = rng.standard_normal((17, 4))
+    bound = parse_metric("rsa:center=false")
+    for c in (1.0, 1.6448682, 1e3):
+        res = bound.compute(c * x, y)
+        assert res.value == 0.0 and any("undefined" in w for w in res.warnings)

@@ -99,17 +99,21 @@ def _rsa_prepare(x: np.ndarray, params: Mapping[str, Any]) -> RDMState:
         raise RepsimError(f"rsa needs N >= 3 inputs (at least 3 pairs), got N={n}")
     d = rdm(x, params["rdm"], params["center"])
     v = upper_triangle(d)
+    # Dissimilarities within 1e-12 of the RDM's natural scale are equal: rounding noise must neither
+    # reorder ties (F=2 correlation RDMs are exactly 0 or 2) nor make a constant RDM look varied.
+    # The scale is 1 for correlation RDMs (values in [0, 2]) and the largest distance for euclidean.
+    scale = 1.0 if params["rdm"] == "correlation" else float(np.abs(v).max(initial=0.0))
+    grain = 1e-12 * max(scale, np.finfo(np.float64).tiny)
+    levels = np.round(v / grain)
+    constant = bool(levels.size == 0 or levels.min() == levels.max())
     if params["compare"] == "spearman":
         from scipy.stats import rankdata
 
-        # dissimilarities equal to 1e-12 of the largest are ties (average ranks), so rounding noise
-        # cannot reorder them (e.g. F=2 correlation RDMs are exactly 0 or 2 up to rounding)
-        grain = 1e-12 * max(float(np.abs(v).max(initial=0.0)), np.finfo(np.float64).tiny)
-        v = rankdata(np.round(v / grain))
+        v = rankdata(levels)
     v -= v.mean()
     norm = float(np.linalg.norm(v))
-    constant = not norm > 1e-12 * max(float(np.abs(v).max(initial=0.0)), np.finfo(np.float64).tiny) * np.sqrt(v.size)
-    if constant:
+    if constant or not norm > 0.0:
+        constant = True
         v[:] = 0.0
     else:
         v /= norm
