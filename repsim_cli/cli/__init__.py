@@ -12,15 +12,11 @@ from repsim_cli.cli._app import app, error
 
 # Importing registers the subcommands, in the order ``repsim --help`` lists them.
 from repsim_cli.cli import compare as _compare  # noqa: F401,E402
+from repsim_cli.cli import heatmap as _heatmap  # noqa: F401,E402
+from repsim_cli.cli import test_cmd as _test  # noqa: F401,E402
+from repsim_cli.cli import inputsim as _inputsim  # noqa: F401,E402
 from repsim_cli.cli import inspect_cmd as _inspect  # noqa: F401,E402
 from repsim_cli.cli import metrics_cmd as _metrics  # noqa: F401,E402
-
-for _optional in ("heatmap", "test_cmd", "inputsim"):
-    try:
-        __import__(f"repsim_cli.cli.{_optional}")
-    except ModuleNotFoundError as _exc:  # a subcommand not built yet
-        if _exc.name != f"repsim_cli.cli.{_optional}":
-            raise
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
