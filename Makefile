@@ -7,7 +7,7 @@ REPSIM := $(BIN)/repsim
 S      := sample_data
 OUT    := demo-output
 
-.PHONY: demo test bench sample-data venv clean
+.PHONY: demo test bench sample-data readme venv clean
 
 venv: $(STAMP)
 
@@ -42,3 +42,6 @@ sample-data: venv
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .hypothesis build *.egg-info
+
+readme: venv
+	$(BIN)/python docs/build_readme.py

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib
 import os
 import platform
+import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 
 from _floor import blas_info  # noqa: E402
 
-SCRIPTS = ("metrics", "nulls", "heatmap", "inputsim")
+SCRIPTS = ("compare_cli", "metrics", "nulls", "heatmap", "inputsim")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,10 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in chosen:
         print(f"\n## {name}\n", flush=True)
         t0 = time.perf_counter()
-        module = importlib.import_module(f"bench_{name}")
-        rc = module.main((["--quick"] if args.quick else []) + rest)
+        # each script in its own process: peak-RSS figures must not inherit another script's memory
+        script = os.path.join(HERE, f"bench_{name}.py")
+        rc = subprocess.run([sys.executable, script, *(["--quick"] if args.quick else []), *rest]).returncode
         print(f"\n({name}: {time.perf_counter() - t0:.0f} s wall)", flush=True)
-        status = status or (rc or 0)
+        status = status or rc
     return status
 
 

@@ -364,6 +364,20 @@ def to_matrix(arr: np.ndarray, pool: str, channel_axis: int, label: str) -> np.n
     return out.reshape(out.shape[0], -1)
 
 
+def read_index_file(path: str, what: str = "row indices") -> np.ndarray:
+    """A non-empty 1-D integer ``.npy`` array (``--samples``, ``--query-file``), as int64."""
+    _check_exists(path)
+    try:
+        idx = np.asarray(np.load(path, allow_pickle=False))
+    except Exception as exc:
+        raise RepsimError(f"{path}: cannot read {what} as .npy ({exc})") from exc
+    if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer) or idx.size == 0:
+        raise RepsimError(
+            f"{path}: expected a non-empty 1-D integer array of {what}, got shape {idx.shape} dtype {idx.dtype}"
+        )
+    return idx.astype(np.int64)
+
+
 def choose_rows(
     n: int,
     max_samples: int | None = None,
@@ -372,14 +386,7 @@ def choose_rows(
 ) -> np.ndarray | None:
     """Row indices to use on every side: explicit (``--samples``), a seeded random subset, or all."""
     if samples_file is not None:
-        _check_exists(samples_file)
-        try:
-            idx = np.load(samples_file, allow_pickle=False)
-        except Exception as exc:
-            raise RepsimError(f"{samples_file}: cannot read row indices as .npy ({exc})") from exc
-        idx = np.asarray(idx)
-        if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
-            raise RepsimError(f"{samples_file}: expected a 1-D integer array of row indices, got shape {idx.shape} dtype {idx.dtype}")
+        idx = read_index_file(samples_file, "row indices")
         if idx.size and (idx.min() < 0 or idx.max() >= n):
             raise RepsimError(f"{samples_file}: row indices must lie in [0, {n - 1}], found {idx.min()}..{idx.max()}")
         if idx.size < 2:

@@ -51,17 +51,9 @@ def parse_query(query: Optional[str], query_file: Optional[str]) -> Optional[np.
             raise RepsimError("--query is empty")
         return np.asarray(idx, dtype=np.int64)
     if query_file is not None:
-        from repsim_cli.loading import _check_exists
+        from repsim_cli.loading import read_index_file
 
-        _check_exists(query_file)
-        try:
-            arr = np.load(query_file, allow_pickle=False)
-        except Exception as exc:
-            raise RepsimError(f"{query_file}: cannot read query indices as .npy ({exc})") from exc
-        arr = np.asarray(arr)
-        if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer) or arr.size == 0:
-            raise RepsimError(f"{query_file}: expected a non-empty 1-D integer array of row indices, got shape {arr.shape} dtype {arr.dtype}")
-        return arr.astype(np.int64)
+        return read_index_file(query_file, "query indices")
     return None
 
 
