@@ -32,7 +32,6 @@ Nothing here prints; progress is reported through a callback.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -660,19 +659,13 @@ def write_kernel_h5(path: str, result: InputSimResult, dtype: str, attrs: dict[s
     """
     import h5py
 
-    from repsim_cli.render import check_not_input
+    from repsim_cli.render import atomic_output
 
     if result.kernel is None:
         raise RepsimError("internal error: no kernel to write")
     if dtype not in ("float32", "float64"):
         raise RepsimError(f"--kernel-dtype must be float32 or float64, got {dtype!r}")
-    check_not_input(path, protected)
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise RepsimError(f"{path}: output folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".repsim-", suffix=".h5.tmp", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_output(path, protected, suffix=".h5.tmp") as tmp:
         k = result.kernel
         with h5py.File(tmp, "w") as f:
             chunks = (min(k.shape[0], 256), min(k.shape[1], 256))
@@ -681,11 +674,6 @@ def write_kernel_h5(path: str, result: InputSimResult, dtype: str, attrs: dict[s
                 ds.attrs[key] = "" if val is None else val
             f.create_dataset("query_index", data=result.query_index)
             f.create_dataset("reference_index", data=result.reference_index)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def iter_records(result: InputSimResult) -> Iterator[dict[str, Any]]:

@@ -7,6 +7,7 @@ output is one envelope ``{"repsim_version", "command", "seed", ...}``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -14,7 +15,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from repsim_cli import __version__
 from repsim_cli.errors import RepsimError
@@ -129,27 +130,46 @@ def render_text(renderable: Any, width: int | None = None) -> str:
     return buf.getvalue()
 
 
-def write_atomic(path: str, data: str | bytes, protected: Iterable[str] = ()) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``.
+@contextlib.contextmanager
+def atomic_output(path: str, protected: Iterable[str] = (), suffix: str = ".tmp") -> Iterator[str]:
+    """Yield a temporary path in ``path``'s folder; on success it is renamed onto ``path``.
 
-    Refuses to overwrite any of ``protected`` (the user's input files). On any failure,
-    including Ctrl-C, the temporary file is removed and ``path`` is left as it was.
+    Refuses to overwrite any of ``protected`` (the user's input files) or a directory. On any
+    failure, including Ctrl-C, the temporary file is removed and ``path`` is left as it was.
+    Operating-system errors (no such folder, permission denied, disk full) become one-line
+    :class:`RepsimError` s naming the path.
     """
     check_not_input(path, protected)
+    if os.path.isdir(path):
+        raise RepsimError(f"{path}: is a directory; give a file name for the output")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise RepsimError(f"{path}: output folder {folder} does not exist")
-    mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(prefix=".repsim-", suffix=".tmp", dir=folder)
     try:
-        with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8", "newline": ""})) as fh:
-            fh.write(data)
+        fd, tmp = tempfile.mkstemp(prefix=".repsim-", suffix=suffix, dir=folder)
+    except OSError as exc:
+        raise RepsimError(f"{path}: cannot write in {folder} ({exc.strerror or exc})") from None
+    os.close(fd)
+    try:
+        yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+    except OSError as exc:
+        raise RepsimError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
+
+
+def write_atomic(path: str, data: str | bytes, protected: Iterable[str] = ()) -> None:
+    """Write ``data`` (text as UTF-8) to ``path`` atomically; see :func:`atomic_output`."""
+    with atomic_output(path, protected) as tmp:
+        if isinstance(data, bytes):
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+        else:
+            with open(tmp, "w", encoding="utf-8", newline="") as fh:
+                fh.write(data)
 
 
 def _umask() -> int:

@@ -292,3 +292,31 @@ def test_bad_input_subprocess_has_no_traceback(tmp_path):
         text=True,
     )
     assert out.returncode == 2 and "Traceback" not in out.stderr and "no such file" in out.stderr
+
+
+@pytest.mark.parametrize("target", ["/proc/repsim-out.json", "DIR"])
+def test_unwritable_output_is_exit_2_not_a_traceback(pair_files, tmp_path, target):
+    a, b = pair_files
+    if target == "DIR":
+        target = str(tmp_path / "out.json")
+        os.mkdir(target)
+    result = run("compare", a, b, "-o", target)
+    assert result.exit_code == 2 and result.stderr.startswith("repsim: error: ")
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["compare", "only-one.h5"], "Missing argument"),
+        (["compare", "a.h5", "b.h5", "--bogus"], "No such option"),
+        (["compare", "a.h5", "b.h5", "--permutations", "abc"], "--permutations"),
+        (["compare", "a.h5", "b.h5", "--seed", "-1"], "--seed"),
+        (["nope"], "No such command"),
+    ],
+)
+def test_usage_errors_are_one_line_exit_2(args, message):
+    out = subprocess.run([sys.executable, "-m", "repsim_cli", *args], capture_output=True, text=True)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith("repsim: error: ") and message in out.stderr
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr

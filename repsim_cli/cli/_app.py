@@ -79,5 +79,9 @@ def handle_errors(fn: F) -> F:
             raise typer.Exit(2) from None
         except BrokenPipeError:
             raise typer.Exit(0) from None
+        except OSError as exc:  # a file problem the loaders did not anticipate: still one line
+            where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+            error(f"{where}{exc.strerror or exc}")
+            raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]

@@ -15,7 +15,7 @@ from repsim_cli.render import choose_format, render_text, to_delimited, to_json,
 # ---- option declarations reused by several commands (same names, same help everywhere)
 FormatOpt = typer.Option(None, "--format", "-f", help="table | json | csv | tsv (default: from -o's extension, else table).")
 OutputOpt = typer.Option(None, "--output", "-o", help="Write the output to FILE atomically instead of stdout; never overwrites an input file.")
-SeedOpt = typer.Option(0, "--seed", help="Seed for every random choice (subsets, permutations, bootstrap); echoed in the output.")
+SeedOpt = typer.Option(0, "--seed", min=0, help="Seed (>= 0) for every random choice (subsets, permutations, bootstrap); echoed in the output.")
 MaxSamplesOpt = typer.Option(None, "--max-samples", help="Use a random subset of M inputs (rows), the same rows on every side (seeded by --seed).")
 SamplesOpt = typer.Option(None, "--samples", help=".npy file of 0-based row indices to use on every side.")
 PoolOpt = typer.Option("none", "--pool", help="N-D layers (N x C x H x W, N x T x D): none = flatten to N x (rest); mean = average every axis but N and --channel-axis.")
