@@ -190,7 +190,8 @@ def compare_pairs(
                 record["warnings"] = list(dict.fromkeys([*record["warnings"], *null.warnings]))
             if bootstrap:
                 boot = stats.bootstrap_interval(
-                    metric, a.data, b.data, bootstrap, ci=ci, seed=options.seed, jobs=jobs, progress=progress
+                    metric, a.data, b.data, bootstrap, ci=ci, seed=options.seed, jobs=jobs, progress=progress,
+                    observed=result.value,
                 )
                 record.update(boot.as_record())
                 record["warnings"] = list(dict.fromkeys([*record["warnings"], *boot.warnings]))

@@ -93,9 +93,14 @@ def flatten_record(record: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def to_delimited(records: Sequence[dict[str, Any]], sep: str) -> str:
-    """Records as CSV (``sep=','``) or TSV, one row per record, with a header."""
+def to_delimited(records: Sequence[dict[str, Any]], sep: str, seed: int | None = None) -> str:
+    """Records as CSV (``sep=','``) or TSV, one row per record, with a header.
+
+    ``seed`` (the command's ``--seed``) is echoed in a ``seed`` column of every row.
+    """
     rows = [flatten_record(r) for r in records]
+    if seed is not None:
+        rows = [{**r, "seed": seed} for r in rows]
     columns = [c for c in CORE_COLUMNS if any(c in r for r in rows)]
     for row in rows:
         for key in row:

@@ -114,6 +114,15 @@ def debiased(metric: Any) -> bool:
     return bool(getattr(metric, "params", {}).get("debiased", False))
 
 
+def needs_distinct_rows(metric: Any) -> bool:
+    """Whether duplicated inputs bias the metric, so bootstrap resamples keep distinct rows only.
+
+    True for bias-corrected estimators and for indexes the registry marks ``distinct_rows``
+    (k-NN overlap, RSA: a duplicated input is a zero-distance pair in both representations).
+    """
+    return bool(getattr(metric, "distinct_rows", False)) or debiased(metric)
+
+
 # --------------------------------------------------------------------------- work units (in-process or in workers)
 
 
@@ -406,6 +415,7 @@ def bootstrap_interval(
     jobs: int = 1,
     progress: Progress | None = None,
     unique_rows: bool | None = None,
+    observed: float | None = None,
 ) -> BootstrapResult:
     """Percentile bootstrap interval of ``metric(x, y)``.
 
@@ -429,7 +439,7 @@ def bootstrap_interval(
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     _check_pair(x, y)
-    unique = debiased(metric) if unique_rows is None else bool(unique_rows)
+    unique = needs_distinct_rows(metric) if unique_rows is None else bool(unique_rows)
     job = _Job(metric, x, y)
     chunks = _chunks(n_boot, jobs)
     parts = _run(job, "bootstrap", [(seed, s, e, unique) for s, e in chunks], [e - s for s, e in chunks], jobs, progress)
@@ -438,8 +448,9 @@ def bootstrap_interval(
     finite = values[np.isfinite(values)]
     warnings: list[str] = []
     if unique:
+        why = "bias-corrected estimator" if debiased(metric) else "duplicated inputs would be zero-distance pairs"
         warnings.append(
-            f"{metric.spec}: bias-corrected estimator -- each bootstrap resample keeps its distinct rows only "
+            f"{metric.spec}: {why} -- each bootstrap resample keeps its distinct rows only "
             "(~63% of N; duplicated rows would read as dependence), so the interval is somewhat wider than for N rows"
         )
     if errors:
@@ -449,6 +460,13 @@ def bootstrap_interval(
         raise RepsimError(f"{metric.spec}: the bootstrap failed: only {finite.size} of {n_boot} resamples gave a value")
     lo, hi = percentile_interval(finite, ci)
     warnings += _tail_warning(finite.size, ci, "bootstrap values")
+    tol = 1e-12 * max(1.0, abs(observed)) if observed is not None else 0.0
+    if observed is not None and not lo - tol <= observed <= hi + tol:
+        warnings.append(
+            f"{metric.spec}: the observed value {observed:.4g} lies outside its {ci:g} bootstrap interval "
+            f"[{lo:.4g}, {hi:.4g}]: this index depends on how many distinct inputs there are (a resample holds "
+            "~63% of them), so resampled values are shifted; read the interval's width, not its location"
+        )
     return BootstrapResult(finite, ci, lo, hi, n_boot, unique, seed, warnings)
 
 

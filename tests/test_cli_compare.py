@@ -105,6 +105,7 @@ def test_csv_and_tsv_have_one_row_per_record(pair_files):
         assert len(rows) == 6
         assert list(rows[0])[:8] == ["a", "b", "metric", "params", "value", "n_samples", "features_a", "features_b"]
         assert rows[0]["params"] == "kernel=linear;sigma=0.4;median=all;debiased=false"
+        assert rows[0]["seed"] == "0"
         assert float(rows[0]["value"]) == pytest.approx(json_out("compare", a, b)["results"][0]["value"], abs=1e-12)
 
 

@@ -446,3 +446,23 @@ def test_recommendation_reaches_five_percent():
     sizes, splits = stats.recommend_sizes([2, 2])
     assert sizes == [4, 4] and splits == 35 and 1 / splits <= 0.05
     assert math.isclose(1 / stats.count_splits([3, 2]), 0.1)
+
+
+def test_bootstrap_keeps_distinct_rows_where_duplicates_bias_the_index_and_flags_shifted_intervals():
+    from repsim_cli.metrics import parse_metric
+    from repsim_cli.stats import bootstrap_interval, needs_distinct_rows
+
+    assert needs_distinct_rows(parse_metric("knn")) and needs_distinct_rows(parse_metric("rsa"))
+    assert needs_distinct_rows(parse_metric("cka:debiased=true"))
+    assert not needs_distinct_rows(parse_metric("cka")) and not needs_distinct_rows(parse_metric("cca"))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((80, 30))
+    y = x @ rng.standard_normal((30, 30)) * 0.3 + rng.standard_normal((80, 30))
+    metric = parse_metric("cca")
+    observed = metric.compute(x, y).value
+    boot = bootstrap_interval(metric, x, y, 50, seed=1, observed=observed)
+    assert boot.as_record()["bootstrap_rows"] == "all"
+    assert boot.ci_low > observed  # CCA grows as the number of distinct inputs shrinks ...
+    assert any("outside its" in w for w in boot.warnings)  # ... and the result says so
+    knn = bootstrap_interval(parse_metric("knn:k=5"), x, y, 20, seed=1)
+    assert knn.as_record()["bootstrap_rows"] == "unique"

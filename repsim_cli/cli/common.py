@@ -51,7 +51,7 @@ def emit(
     if kind == "json":
         text = to_json(doc)
     elif kind in ("csv", "tsv"):
-        text = to_delimited(records, "," if kind == "csv" else "\t")
+        text = to_delimited(records, "," if kind == "csv" else "\t", doc.get("seed"))
     else:
         renderable = table()
         if output is None and sys.stdout.isatty():

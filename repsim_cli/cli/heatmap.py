@@ -182,7 +182,7 @@ def _data_text(kind: str, doc: dict[str, Any], records: Sequence[dict[str, Any]]
     if kind == "json":
         return to_json(doc)
     if kind in ("csv", "tsv"):
-        return to_delimited(records, "," if kind == "csv" else "\t")
+        return to_delimited(records, "," if kind == "csv" else "\t", doc.get("seed"))
     return render_text(table(), width=GRID_WIDTH)
 
 

@@ -259,7 +259,7 @@ def run_group_test(
                 if progress:
                     progress(1)
             per_layer_pairs.append((within, between))
-        unique = stats.debiased(metric)
+        unique = stats.needs_distinct_rows(metric)
 
         def recompute(rows: np.ndarray) -> np.ndarray:
             return np.stack([stats.pairwise_matrix(metric, runs_data, rows) for runs_data in data])

@@ -308,6 +308,7 @@ CKA = register(
         prepare=_kernel_prepare,
         pair=_cka_pair,
         permute=_kernel_permute,
+        distinct_rows=lambda p: p["debiased"],
         gram=lambda p: p["kernel"] == "rbf",
         help=(
             "Linear CKA never builds an N x N matrix when N > F (F x F products instead). "
@@ -336,6 +337,7 @@ HSIC = register(
         prepare=_kernel_prepare,
         pair=_hsic_pair,
         permute=_kernel_permute,
+        distinct_rows=lambda p: p["debiased"],
         gram=lambda p: p["kernel"] == "rbf",
         help=(
             "The unnormalized numerator of CKA. With the linear kernel it scales as c^2 d^2 when the sides "

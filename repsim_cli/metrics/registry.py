@@ -142,6 +142,9 @@ class Metric:
     extra_invariances: Callable[[Mapping[str, Any]], frozenset[str]] | None = None
     #: when the direction/range depend on a parameter (procrustes:stat=distance): overrides of
     #: ``higher_is_similar`` / ``value_range`` (which then describe the default parameters)
+    #: duplicated inputs bias the index (U-statistics read an identical pair as dependence; k-NN and
+    #: RDMs see zero-distance pairs): bootstrap resamples then keep their distinct rows only
+    distinct_rows: bool | Callable[[Mapping[str, Any]], bool] = False
     higher_is_similar_for: Callable[[Mapping[str, Any]], bool] | None = None
     value_range_for: Callable[[Mapping[str, Any]], tuple[float, float]] | None = None
 
@@ -206,6 +209,11 @@ class BoundMetric:
         if unknown:
             raise ValueError(f"{self.name}: unknown invariances {sorted(unknown)}")
         return found
+
+    @property
+    def distinct_rows(self) -> bool:
+        d = self.metric.distinct_rows
+        return bool(d(self.params) if callable(d) else d)
 
     @property
     def min_n(self) -> int:

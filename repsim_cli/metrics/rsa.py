@@ -164,6 +164,7 @@ RSA = register(
         pair=_rsa_pair,
         permute=_rsa_permute,
         gram=True,
+        distinct_rows=True,
         help=(
             "N x N by nature: memory 8*N^2 bytes per RDM (N=20000: 3.0 GiB each, plus the ranking of "
             "N(N-1)/2 values), refused above --max-gram inputs (default 20000; use --max-samples). "
@@ -274,6 +275,7 @@ KNN = register(
         prepare=_knn_prepare,
         pair=_knn_pair,
         permute=_knn_permute,
+        distinct_rows=True,
         help=(
             "Columns are centered first, like every index here (center=false: cosine of the raw rows, as "
             "Huh et al.'s mutual_knn, which also clips outliers at the 95th percentile, which repsim does not "
