@@ -213,23 +213,29 @@ def _open_hdf5(path: str) -> ActivationFile:
 
 
 def _open_npy(path: str) -> ActivationFile:
-    arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    with open(path, "rb") as fh:  # the header only: no data is read
+        shape, dtype = _npy_header(fh)
+    if dtype.hasobject:
+        raise RepsimError(f"{path}: object (pickled) arrays are refused: loading them could execute code")
     name = Path(path).stem
-    shape = tuple(int(s) for s in arr.shape)
-    problem = _layer_problem(shape, arr.dtype)
-    info = DatasetInfo(name, shape, arr.dtype, not problem, problem)
-    layers = [LayerRef(path, name, shape, arr.dtype, "npy")] if not problem else []
+    problem = _layer_problem(shape, dtype)
+    info = DatasetInfo(name, shape, dtype, not problem, problem)
+    layers = [LayerRef(path, name, shape, dtype, "npy")] if not problem else []
     return ActivationFile(path, "npy", layers, [info], {})
+
+
+def _npy_header(fh: Any) -> tuple[tuple[int, ...], np.dtype]:
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+    else:
+        shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+    return tuple(int(s) for s in shape), np.dtype(dtype)
 
 
 def _npz_header(zf: zipfile.ZipFile, member: str) -> tuple[tuple[int, ...], np.dtype]:
     with zf.open(member) as fh:
-        version = np.lib.format.read_magic(fh)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
-        else:
-            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
-    return tuple(int(s) for s in shape), np.dtype(dtype)
+        return _npy_header(fh)
 
 
 def _open_npz(path: str) -> ActivationFile:
@@ -393,6 +399,10 @@ def choose_rows(
             raise RepsimError(f"{samples_file}: need at least 2 row indices, got {idx.size}")
         if max_samples is not None:
             raise RepsimError("--samples and --max-samples cannot be combined")
+        if np.unique(idx).size < idx.size:
+            from repsim_cli.errors import warn
+
+            warn(f"{samples_file}: {idx.size - np.unique(idx).size} row indices are repeated; repeated inputs count twice")
         return idx.astype(np.int64)
     if max_samples is None:
         return None

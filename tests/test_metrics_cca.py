@@ -209,3 +209,16 @@ def test_float32_offset_cca():
 def test_report_worst_disagreements():
     for name, err in sorted(WORST.items()):
         print(f"worst |repsim - independent| {name}: {err:.2e}")
+
+
+def test_pwcca_warns_when_canonical_correlations_are_tied_at_one():
+    from repsim_cli.metrics import parse_metric
+
+    rng = np.random.default_rng(0)
+    shared = rng.standard_normal((200, 3))
+    x = np.hstack([shared, rng.standard_normal((200, 4))])
+    y = np.hstack([shared @ rng.standard_normal((3, 3)), rng.standard_normal((200, 5))])
+    res = parse_metric("pwcca").compute(x, y)
+    assert any("3 canonical correlations are tied at 1" in w for w in res.warnings)
+    clean = parse_metric("pwcca").compute(x, rng.standard_normal((200, 5)))
+    assert not any("tied" in w for w in clean.warnings)

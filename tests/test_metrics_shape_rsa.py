@@ -244,3 +244,11 @@ def test_rsa_constant_rdm_is_reported_not_rounding_noise():
     for c in (1.0, 1.6448682, 1e3):
         res = bound.compute(c * x, y)
         assert res.value == 0.0 and any("undefined" in w for w in res.warnings)
+
+
+def test_knn_rank_zero_side_is_an_error():
+    rng = np.random.default_rng(0)
+    with pytest.raises(RepsimError, match="rank 0"):
+        mutual_knn(np.full((20, 3), 2.5), rng.standard_normal((20, 3)), k=3)
+    with pytest.raises(RepsimError, match="every row"):
+        mutual_knn(np.zeros((20, 3)), rng.standard_normal((20, 3)), k=3, center=False)

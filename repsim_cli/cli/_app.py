@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 from typing import Any, Callable, TypeVar
 
 import typer
 
 from repsim_cli import __version__
-from repsim_cli.errors import RepsimError
+from repsim_cli.errors import RepsimError, RepsimWarning
 
 app = typer.Typer(
     name="repsim",
@@ -61,13 +62,20 @@ def info(message: str) -> None:
     sys.stderr.flush()
 
 
+def _show_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+    warning(str(message))
+
+
 def handle_errors(fn: F) -> F:
     """Turn bad input into one line and exit 2, Ctrl-C into exit 130; never a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():  # library warnings -> "repsim: warning: ..." lines
+                warnings.simplefilter("always", RepsimWarning)
+                warnings.showwarning = _show_warning
+                return fn(*args, **kwargs)
         except RepsimError as exc:
             error(str(exc))
             raise typer.Exit(exc.exit_code) from None

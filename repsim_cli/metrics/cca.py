@@ -217,7 +217,15 @@ def _pwcca_pair(a: Basis, b: Basis, params: Mapping[str, Any]) -> MetricResult:
     rho = np.clip(rho, 0.0, 1.0)
     alpha = pwcca_weights(first.q, u, first.proj)
     value = float(np.dot(alpha, rho) / alpha.sum())
-    return MetricResult(value, {"rank_a": a.rank, "rank_b": b.rank}, _degenerate_warnings(a.n, a.features, b.features, "pwcca"))
+    warnings = _degenerate_warnings(a.n, a.features, b.features, "pwcca")
+    tied = int(np.count_nonzero(rho > 1.0 - 1e-10))
+    if tied >= 2:
+        warnings.append(
+            f"pwcca: {tied} canonical correlations are tied at 1 (the two sides share a {tied}-dimensional subspace); "
+            "within a tied subspace the canonical variates, hence the weights, depend on an arbitrary basis, so the "
+            "value is not unique (typically to ~1e-3)"
+        )
+    return MetricResult(value, {"rank_a": a.rank, "rank_b": b.rank}, warnings)
 
 
 def pwcca(x: np.ndarray, y: np.ndarray, weights: str = "a") -> float:

@@ -201,6 +201,11 @@ def nearest_neighbors(x: np.ndarray, k: int, center_rows: bool = False) -> np.nd
         raise RepsimError(f"knn: k must satisfy 1 <= k < N (N={n} inputs), got k={k}; lower k or use more inputs")
     norms = np.linalg.norm(z, axis=1)
     dead = norms == 0.0
+    if dead.all() or not np.any(norms > 1e-12 * float(np.abs(x).max(initial=0.0)) * np.sqrt(z.shape[1])):
+        raise RepsimError(
+            f"knn: every row of this {n} x {z.shape[1]} layer is zero{' after centering (rank 0)' if center_rows else ''}: "
+            "cosine similarities are undefined"
+        )
     norms[dead] = 1.0
     z /= norms[:, None]
     out = np.empty((n, k), dtype=np.int64)
