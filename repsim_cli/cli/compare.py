@@ -140,7 +140,7 @@ def compare_table(records: Sequence[dict[str, Any]], seed: int) -> Any:
     files_b = {split_selector(r["b"])[0] for r in records}
     short = len(files_a) == 1 and len(files_b) == 1
     title = f"A = {files_a.pop()}   B = {files_b.pop()}" if short else None
-    table = Table(title=title, title_justify="left", caption=f"seed {seed}", caption_justify="left")
+    table = Table(caption=f"seed {seed}", caption_justify="left")
     for col in ("A", "B", "metric", "value", "N", "F_A", "F_B"):
         table.add_column(col, justify="right" if col in ("value", "N", "F_A", "F_B") else "left")
     extras = [k for k in ("p_value", "z", "ci_low", "ci_high") if any(k in r for r in records)]
@@ -151,7 +151,12 @@ def compare_table(records: Sequence[dict[str, Any]], seed: int) -> Any:
         row = [a, b, r["metric"] + _nondefault(r), fmt_value(r["value"]), str(r["n_samples"]), str(r["features_a"]), str(r["features_b"])]
         row += [fmt_value(r.get(k)) for k in extras]
         table.add_row(*row)
-    return table
+    if title is None:
+        return table
+    from rich.console import Group
+    from rich.text import Text
+
+    return Group(Text(title), table)
 
 
 def _nondefault(record: dict[str, Any]) -> str:

@@ -74,9 +74,9 @@ def metrics(
 def _table(entries: list[dict[str, Any]]) -> Any:
     from rich.table import Table
 
-    table = Table(show_lines=True)
-    for col in ("metric", "parameters (default)", "kind", "invariant to", "min N", "formula / reference"):
-        table.add_column(col)
+    table = Table(show_lines=True, width=132)
+    for col, ratio in (("metric", 3), ("parameters (default)", 4), ("kind", 3), ("invariant to", 3), ("min N", 1), ("formula / reference", 5)):
+        table.add_column(col, ratio=ratio, overflow="fold")
     for e in entries:
         params = "\n".join(
             f"{p['name']}=" + ("|".join(_fmt(c) for c in p["choices"]) if p["choices"] else p["type"]) + f" ({_fmt(p['default'])})"

@@ -1,0 +1,34 @@
+"""README.md stays true: every option of every command is documented and the metric table is the registry's."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import typer
+
+from repsim_cli.cli import app
+from repsim_cli.metrics.markdown import metrics_markdown_table
+
+from conftest import ROOT
+
+README = (ROOT / "README.md").read_text()
+COMMAND = typer.main.get_command(app)
+
+
+@pytest.mark.parametrize("name", sorted(COMMAND.commands))
+def test_every_option_is_in_the_readme(name):
+    assert f"repsim {name}" in README
+    missing = [
+        opt
+        for param in COMMAND.commands[name].params
+        for opt in [*param.opts, *param.secondary_opts]
+        if opt.startswith("--") and opt not in README and opt != "--help"
+    ]
+    assert not missing, f"repsim {name}: options not documented in README.md: {missing}"
+
+
+def test_metric_table_is_generated_from_the_registry():
+    table = re.search(r"<!-- metric-table -->\n(.*?)<!-- /metric-table -->", README, re.S)
+    assert table is not None
+    assert table.group(1) == metrics_markdown_table(), "run `make readme`"
