@@ -122,9 +122,10 @@ class LayerCache:
 def check_gram(metric: BoundMetric, n: int, max_gram: int, label: str) -> None:
     """Refuse N x N metrics above ``--max-gram`` inputs, saying how much memory they would need."""
     if metric.gram and n > max_gram:
-        gib = 8.0 * n * n / 2**30
+        size = 8.0 * n * n
+        human = f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
         raise RepsimError(
-            f"{label}: metric {metric.spec} builds N x N matrices; N={n} needs about {gib:.1f} GiB per matrix, "
+            f"{label}: metric {metric.spec} builds N x N matrices; N={n} needs about {human} per matrix, "
             f"above --max-gram {max_gram}; use --max-samples or raise --max-gram"
         )
 
