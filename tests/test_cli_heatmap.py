@@ -47,10 +47,11 @@ def bad(*args, match: str):
 def test_table_default_on_sample_seeds():
     out = ok(SAMPLE / "mlp_seed0.h5", SAMPLE / "mlp_seed1.h5").stdout
     lines = out.splitlines()
-    assert lines[0].startswith("cka: ") and "mlp_seed1.h5" in lines[0] and "N=500, seed 0" in lines[1]
+    assert lines[0].startswith("cka: ") and "mlp_seed1.h5" in out and "N=500, seed 0" in out
     assert "layers/1  0.9522*" in out  # value, best-column mark
     assert "3/3 rows (100%)" in out
-    assert all(len(line) <= 80 for line in lines)
+    # the grid, legend and footer fit 80 columns; only a file path itself may be longer
+    assert all(len(line) <= 80 for line in lines if str(SAMPLE) not in line)
 
 
 def test_twelve_layers_fit_80_columns(tmp_path, rng):

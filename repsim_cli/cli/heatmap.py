@@ -280,6 +280,8 @@ def grid_table(result: Any, files: Sequence[str], vmin: Optional[float] = None, 
         table.add_row(*row)
 
     names = " vs ".join(files) if len(files) > 1 else (f"{files[0]} vs itself" if files else "")
+    if len(result.metric.spec) + 2 + len(names) > GRID_WIDTH and len(files) > 1:  # long paths: one per line
+        names = f"{files[0]}\n  vs {files[1]}"
     head = Text(f"{result.metric.spec}: {names}\nrows = A, columns = {'B' if len(files) > 1 else 'A'}; N={result.n_samples}, seed {result.seed}")
     legend = Text("scale ")
     for k in range(10):
