@@ -61,9 +61,10 @@ def test_twelve_layers_fit_80_columns(tmp_path, rng):
     b = write_h5(tmp_path / "b.h5", {k: v + 0.1 * rng.standard_normal(v.shape) for k, v in layers.items()})
     for args in ((a, b, "--permutations", 3), (a,)):
         lines = ok(*args).stdout.splitlines()
-        grid = lines[2:15]  # header + 12 rows
-        assert lines[15].startswith("scale")
-        assert max(len(l) for l in lines[2:]) <= 80  # (line 1 holds the file paths)
+        top = next(i for i, line in enumerate(lines) if line.startswith("rows = A")) + 1  # after the title lines
+        grid = lines[top : top + 13]  # header + 12 rows
+        assert lines[top + 13].startswith("scale")
+        assert max(len(l) for l in lines[top:]) <= 80  # (the title lines hold the file paths)
         assert grid[1].startswith("…") and grid[1].split()[0].endswith("ocks/00")
         assert grid[12].split()[0].endswith("ocks/11")
         assert "…" in grid[0] and grid[0].rstrip().endswith("/11")  # distinguishing end kept
