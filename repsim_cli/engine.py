@@ -230,14 +230,21 @@ def should_stream(
     """
     streamable = all(m.name == "cka" and m.params["kernel"] == "linear" for m in metrics)
     subset = options.max_samples is not None or options.samples is not None
+    fa, fb = (max(r.features(options.pool, options.channel_axis) for r in side) for side in zip(*pairs))
+    moments = 8 * (fa * fa + fb * fb + fa * fb)  # the F x F accumulators streaming keeps
     if stream:
+        if moments > physical_memory_bytes() // 2:
+            raise RepsimError(
+                f"--stream keeps F x F moments: F_A={fa}, F_B={fb} would need {moments / 2**30:.1f} GiB; "
+                "reduce F with --pool mean (conv maps) instead"
+            )
         if not streamable:
             other = ", ".join(m.spec for m in metrics if not (m.name == "cka" and m.params["kernel"] == "linear"))
             raise RepsimError(f"--stream supports linear cka only (cka, cka:debiased=true), not {other}")
         if nulls or subset:
             raise RepsimError("--stream reads every row once; it cannot be combined with --permutations, --bootstrap, --max-samples or --samples")
         return True
-    if stream is False or not streamable or nulls or subset:
+    if stream is False or not streamable or nulls or subset or moments > physical_memory_bytes() // 4:
         return False
     return max(in_memory_bytes(a, b, options) for a, b in pairs) > physical_memory_bytes() // 2
 

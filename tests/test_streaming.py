@@ -67,7 +67,8 @@ def test_cli_stream_flag_and_auto(offset_pair, monkeypatch, tmp_path):
     assert streamed[0]["details"] == {"streamed": True} and "details" not in memory[0]
     for s, m in zip(streamed, memory):
         assert s["value"] == pytest.approx(m["value"], abs=1e-12)
-    monkeypatch.setattr(engine, "physical_memory_bytes", lambda: 1000)  # "not enough RAM": auto-stream
+    # RAM for the F x F moments but not for the data in float64 (16 N (F_A + F_B) = 54 kB): auto-stream
+    monkeypatch.setattr(engine, "physical_memory_bytes", lambda: 20_000)
     auto = json.loads(runner.invoke(app, args).stdout)["results"]
     assert auto[0]["details"] == {"streamed": True}
 
@@ -84,3 +85,13 @@ def test_cli_stream_refuses_what_it_cannot_do(offset_pair, extra, message):
     path, _, _ = offset_pair
     result = CliRunner().invoke(app, ["compare", f"{path}:x", f"{path}:y", "--stream", *extra])
     assert result.exit_code == 2 and message in result.stderr
+
+
+def test_no_streaming_when_the_feature_moments_would_not_fit(offset_pair, monkeypatch):
+    path, _, _ = offset_pair
+    monkeypatch.setattr(engine, "physical_memory_bytes", lambda: 1000)  # not even F x F fits
+    runner = CliRunner()
+    args = ["compare", f"{path}:x", f"{path}:y", "-f", "json"]
+    assert "details" not in json.loads(runner.invoke(app, args).stdout)["results"][0]  # in memory
+    refused = runner.invoke(app, [*args, "--stream"])
+    assert refused.exit_code == 2 and "--pool mean" in refused.stderr
