@@ -15,6 +15,7 @@ import numpy as np
 
 from repsim_cli.errors import RepsimError
 from repsim_cli.metrics._linalg import as_float64, center
+from repsim_cli.metrics.cka import squared_distances
 from repsim_cli.metrics.registry import Metric, MetricResult, Param, register
 
 # ---------------------------------------------------------------------------- rsa
@@ -49,12 +50,7 @@ def rdm(x: np.ndarray, kind: str = "correlation", center_columns: bool = True) -
         d = xc @ xc.T
         np.subtract(1.0, d, out=d)
     elif kind == "euclidean":
-        sq = np.einsum("ij,ij->i", xc, xc)
-        d = xc @ xc.T
-        d *= -2.0
-        d += sq[:, None]
-        d += sq[None, :]
-        np.maximum(d, 0.0, out=d)
+        d = squared_distances(xc)
         np.sqrt(d, out=d)
     else:
         raise RepsimError(f"rsa: rdm must be correlation or euclidean, got {kind!r}")
