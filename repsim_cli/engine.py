@@ -217,6 +217,20 @@ def in_memory_bytes(a: LayerRef, b: LayerRef, options: LoadOptions) -> int:
     return 16 * n * (a.features(options.pool, options.channel_axis) + b.features(options.pool, options.channel_axis))
 
 
+def stream_route(a: LayerRef, b: LayerRef, options: LoadOptions) -> tuple[str, int]:
+    """How one pair streams, and the memory that route keeps.
+
+    ``features``: row blocks, the F x F second moments (O(F_A^2 + F_B^2 + F_A F_B)).
+    ``gram``: column blocks, each centered exactly, accumulated into the two N x N Gram matrices
+    (O(N^2)) -- the route for layers much wider than N (flattened conv maps).
+    """
+    fa, fb = a.features(options.pool, options.channel_axis), b.features(options.pool, options.channel_axis)
+    n = a.n_samples
+    moments = 8 * (fa * fa + fb * fb + fa * fb)
+    grams = 8 * 3 * n * n  # two Grams and one U-centered copy
+    return ("gram", grams) if grams < moments else ("features", moments)
+
+
 def should_stream(
     pairs: Sequence[tuple[LayerRef, LayerRef]],
     metrics: Sequence[BoundMetric],
@@ -224,19 +238,18 @@ def should_stream(
     nulls: bool,
     stream: bool | None,
 ) -> bool:
-    """Stream (row blocks, O(F^2) memory) when asked, or automatically when the pair would not fit in half the RAM.
+    """Stream when asked, or automatically when a pair would not fit in half the RAM in memory.
 
-    Only linear CKA streams; nulls and row subsets need the data in memory.
+    Only linear CKA streams (see :func:`stream_route`); nulls and row subsets need the data in memory.
     """
     streamable = all(m.name == "cka" and m.params["kernel"] == "linear" for m in metrics)
     subset = options.max_samples is not None or options.samples is not None
-    fa, fb = (max(r.features(options.pool, options.channel_axis) for r in side) for side in zip(*pairs))
-    moments = 8 * (fa * fa + fb * fb + fa * fb)  # the F x F accumulators streaming keeps
+    keeps = max(stream_route(a, b, options)[1] for a, b in pairs)
     if stream:
-        if moments > physical_memory_bytes() // 2:
+        if keeps > physical_memory_bytes() // 2:
             raise RepsimError(
-                f"--stream keeps F x F moments: F_A={fa}, F_B={fb} would need {moments / 2**30:.1f} GiB; "
-                "reduce F with --pool mean (conv maps) instead"
+                f"--stream would keep {keeps / 2**30:.1f} GiB of F x F moments or N x N Gram matrices; "
+                "reduce F with --pool mean (conv maps) or N with --max-samples (without --stream)"
             )
         if not streamable:
             other = ", ".join(m.spec for m in metrics if not (m.name == "cka" and m.params["kernel"] == "linear"))
@@ -244,7 +257,7 @@ def should_stream(
         if nulls or subset:
             raise RepsimError("--stream reads every row once; it cannot be combined with --permutations, --bootstrap, --max-samples or --samples")
         return True
-    if stream is False or not streamable or nulls or subset or moments > physical_memory_bytes() // 4:
+    if stream is False or not streamable or nulls or subset or keeps > physical_memory_bytes() // 4:
         return False
     return max(in_memory_bytes(a, b, options) for a, b in pairs) > physical_memory_bytes() // 2
 
@@ -255,13 +268,21 @@ def compare_streamed(
     options: LoadOptions,
     progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
-    """Linear CKA records computed in one streaming pass per pair (see :mod:`repsim_cli.streaming`)."""
-    from repsim_cli.streaming import streamed_hsic
+    """Linear CKA records computed by streaming each pair (see :mod:`repsim_cli.streaming`)."""
+    from repsim_cli.streaming import gram_cka, streamed_centered_gram, streamed_hsic
 
-    check_same_n([r for pair in pairs for r in pair])
+    if check_same_n([r for pair in pairs for r in pair]) < 4:
+        raise RepsimError(f"streaming CKA needs at least 4 inputs, got N={pairs[0][0].n_samples}")
     records = []
     for a, b in pairs:
-        moments = streamed_hsic(a, b, options.pool, options.channel_axis)
+        route, _ = stream_route(a, b, options)
+        if route == "features":
+            moments = streamed_hsic(a, b, options.pool, options.channel_axis)
+            value = moments.cka
+        else:
+            ka = streamed_centered_gram(a, options.pool, options.channel_axis)
+            kb = streamed_centered_gram(b, options.pool, options.channel_axis)
+            value = lambda debiased, ka=ka, kb=kb: gram_cka(ka, kb, debiased)  # noqa: E731
         for metric in metrics:
             records.append(
                 {
@@ -269,11 +290,11 @@ def compare_streamed(
                     "b": b.label,
                     "metric": metric.name,
                     "params": dict(metric.params),
-                    "value": moments.cka(metric.params["debiased"]),
-                    "n_samples": moments.n,
+                    "value": value(metric.params["debiased"]),
+                    "n_samples": a.n_samples,
                     "features_a": a.features(options.pool, options.channel_axis),
                     "features_b": b.features(options.pool, options.channel_axis),
-                    "details": {"streamed": True},
+                    "details": {"streamed": route},
                     "warnings": [],
                 }
             )

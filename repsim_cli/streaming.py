@@ -1,4 +1,8 @@
-"""Streaming linear CKA: layers larger than memory, read in row blocks, O(F^2) memory.
+"""Streaming linear CKA: layers larger than memory, never held whole.
+
+Two routes (the engine picks the one that keeps less memory): row blocks into F x F moments
+(below), or column blocks into N x N Gram matrices (:func:`streamed_centered_gram`, for layers
+much wider than N).
 
 Accumulates, over row blocks of the two layers read side by side, the shifted moments
 
@@ -13,7 +17,7 @@ per-row quantities the unbiased HSIC needs. The result equals the in-memory
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -153,3 +157,81 @@ def streamed_hsic(
         trace_a=trace_a,
         trace_b=trace_b,
     )
+
+
+# --------------------------------------------------------------------------- Gram route (F >> N)
+
+
+def iter_feature_blocks(
+    ref: LayerRef, pool: str = "none", channel_axis: int = 1, block_bytes: int = 128 * 2**20
+) -> Iterator[np.ndarray]:
+    """The layer's N x F matrix (flattened, or mean-pooled) as float64 blocks of whole columns.
+
+    Blocks run along the stored array's axis 1 when flattening (so a block of N x b x H x W is
+    exactly the flattened columns of those b channels), or along the channel axis with
+    ``pool='mean'``; each block holds all N rows, so it can be centered exactly on its own.
+    """
+    from repsim_cli.loading import _channel_axis, read_array
+
+    shape = ref.shape
+    ndim = len(shape)
+    axis = _channel_axis(ndim, channel_axis, ref.label, shape) if (pool == "mean" and ndim > 2) else 1
+    per_index = max(1, int(np.prod(shape)) // max(1, shape[axis])) * 8
+    step = max(1, block_bytes // per_index)
+    whole = read_array(ref.file, ref.kind, ref.name) if ref.kind == "npz" else None
+    source = None
+    try:
+        if whole is None and ref.kind == "hdf5":
+            import h5py
+
+            source = h5py.File(ref.file, "r")
+            data: Any = source[ref.name]
+        elif whole is None:
+            data = np.load(ref.file, mmap_mode="r", allow_pickle=False)
+        else:
+            data = whole
+        for c0 in range(0, shape[axis], step):
+            index = (slice(None),) * axis + (slice(c0, min(shape[axis], c0 + step)),)
+            slab = np.asarray(data[index])
+            if pool == "mean" and ndim > 2:
+                others = tuple(a for a in range(1, ndim) if a != axis)
+                yield np.mean(slab, axis=others, dtype=np.float64)
+            else:
+                yield slab.reshape(shape[0], -1).astype(np.float64)
+    except RepsimError:
+        raise
+    except Exception as exc:
+        raise RepsimError(f"{ref.label}: cannot read ({type(exc).__name__}: {exc})") from exc
+    finally:
+        if source is not None:
+            source.close()
+
+
+def streamed_centered_gram(
+    ref: LayerRef,
+    pool: str = "none",
+    channel_axis: int = 1,
+    block_bytes: int = 128 * 2**20,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Xc Xc^T (N x N) accumulated over column blocks, each block centered exactly (two passes)."""
+    n = ref.n_samples
+    gram = np.zeros((n, n))
+    for block in iter_feature_blocks(ref, pool, channel_axis, block_bytes):
+        if not np.isfinite(block).all():
+            raise RepsimError(f"{ref.label} (shape {ref.shape}): NaN or infinite values in the data")
+        block -= block.mean(axis=0)
+        block -= block.mean(axis=0)
+        gram += block @ block.T
+        if progress:
+            progress(block.shape[1])
+    return gram
+
+
+def gram_cka(ka: np.ndarray, kb: np.ndarray, debiased: bool = False) -> float:
+    """Linear CKA from two centered Gram matrices (debiased: U-centered, Song et al. 2012)."""
+    from repsim_cli.metrics.cka import _ratio, u_center_gram
+
+    if debiased:
+        ka, kb = u_center_gram(ka.copy()), u_center_gram(kb.copy())
+    return float(_ratio(float(np.vdot(ka, kb)), float(np.vdot(ka, ka)), float(np.vdot(kb, kb)), debiased))

@@ -67,8 +67,8 @@ def compare(
     stream: Optional[bool] = typer.Option(
         None,
         "--stream/--no-stream",
-        help="Linear CKA only: read both layers in row blocks with O(F^2) memory. Default: automatic when the "
-        "layers would not fit in half the RAM.",
+        help="Linear CKA only: never hold a layer in memory (row blocks into F x F moments, or column blocks into "
+        "N x N Grams for layers wider than N). Default: automatic when the layers would not fit in half the RAM.",
     ),
 ) -> None:
     """Compare two representations: A and B are files or FILE:LAYER selectors.
