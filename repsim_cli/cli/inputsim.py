@@ -168,7 +168,7 @@ def _flat(rec: dict[str, Any]) -> dict[str, Any]:
     out = dict(rec)
     if "neighbors" in out:
         nb = out.pop("neighbors")
-        out["neighbors"] = " ".join(f"{n['index']}:{n['kernel']:.6g}" for n in nb)
+        out["neighbors"] = " ".join(f"{n['index']}:{n['kernel']!r}" for n in nb)
         if nb and "label" in nb[0]:
             out["neighbor_labels"] = " ".join(str(n["label"]) for n in nb)
     out["warnings"] = []
