@@ -321,3 +321,16 @@ def test_usage_errors_are_one_line_exit_2(args, message):
     assert out.returncode == 2, out.stderr
     assert out.stderr.startswith("repsim: error: ") and message in out.stderr
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+
+
+def test_an_unanticipated_error_is_one_line_exit_2(pair_files, monkeypatch):
+    from repsim_cli import engine
+
+    def boom(*args, **kwargs):
+        raise ValueError("something nobody foresaw")
+
+    monkeypatch.setattr(engine, "base_record", boom)
+    a, b = pair_files
+    result = run("compare", a, b)
+    assert result.exit_code == 2 and "unexpected ValueError: something nobody foresaw" in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import warnings
 from typing import Any, Callable, TypeVar
@@ -90,6 +91,11 @@ def handle_errors(fn: F) -> F:
         except OSError as exc:  # a file problem the loaders did not anticipate: still one line
             where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
             error(f"{where}{exc.strerror or exc}")
+            raise typer.Exit(2) from None
+        except Exception as exc:  # a case nobody anticipated: one line, not exit 1 (the CI-gate code)
+            if os.environ.get("REPSIM_DEBUG") or type(exc).__module__.split(".")[0] in ("typer", "click"):
+                raise  # typer's own exits and usage errors
+            error(f"unexpected {type(exc).__name__}: {exc} (set REPSIM_DEBUG=1 for a traceback, and please report it)")
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
