@@ -144,12 +144,7 @@ def atomic_output(path: str, protected: Iterable[str] = (), suffix: str = ".tmp"
     Operating-system errors (no such folder, permission denied, disk full) become one-line
     :class:`RepsimError` s naming the path.
     """
-    check_not_input(path, protected)
-    if os.path.isdir(path):
-        raise RepsimError(f"{path}: is a directory; give a file name for the output")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise RepsimError(f"{path}: output folder {folder} does not exist")
+    folder = check_output_path(path, protected)
     try:
         fd, tmp = tempfile.mkstemp(prefix=".repsim-", suffix=suffix, dir=folder)
     except OSError as exc:
@@ -181,6 +176,20 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def check_output_path(path: str, protected: Iterable[str] = ()) -> str:
+    """Refuse an output path that is an input file, a directory, or in a missing folder; return its folder.
+
+    Commands call it before computing, so a bad ``-o`` fails at once, not after the work.
+    """
+    check_not_input(path, protected)
+    if os.path.isdir(path):
+        raise RepsimError(f"{path}: is a directory; give a file name for the output")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise RepsimError(f"{path}: output folder {folder} does not exist")
+    return folder
 
 
 def check_not_input(path: str, protected: Iterable[str]) -> None:

@@ -10,7 +10,7 @@ import typer
 
 from repsim_cli.engine import LoadOptions
 from repsim_cli.loading import split_selector
-from repsim_cli.render import choose_format, render_text, to_delimited, to_json, write_atomic
+from repsim_cli.render import check_output_path, choose_format, render_text, to_delimited, to_json, write_atomic
 
 # ---- option declarations reused by several commands (same names, same help everywhere)
 FormatOpt = typer.Option(None, "--format", "-f", help="table | json | csv | tsv (default: from -o's extension, else table).")
@@ -45,26 +45,33 @@ def emit(
     """Print or atomically write ``doc`` (json), ``records`` (csv/tsv) or ``table()`` (a rich renderable)."""
     kind = choose_format(fmt, output)
     if output is not None:
-        from repsim_cli.render import check_not_input
+        check_output_path(output, protected)
+    if kind == "table" and output is None and sys.stdout.isatty():
+        from rich.console import Console
 
-        check_not_input(output, protected)
-    if kind == "json":
-        text = to_json(doc)
-    elif kind in ("csv", "tsv"):
-        text = to_delimited(records, "," if kind == "csv" else "\t", doc.get("seed"))
-    else:
-        renderable = table()
-        if output is None and sys.stdout.isatty():
-            from rich.console import Console
-
-            Console().print(renderable)
-            return
-        text = render_text(renderable)
+        Console().print(table())
+        return
+    text = format_text(kind, doc, records, table)
     if output is None:
         sys.stdout.write(text)
         sys.stdout.flush()
     else:
         write_atomic(output, text, protected)
+
+
+def format_text(
+    kind: str,
+    doc: dict[str, Any],
+    records: Sequence[dict[str, Any]],
+    table: Callable[[], Any],
+    width: Optional[int] = None,
+) -> str:
+    """``doc`` as JSON, ``records`` as CSV/TSV (with the seed), or ``table()`` as plain text."""
+    if kind == "json":
+        return to_json(doc)
+    if kind in ("csv", "tsv"):
+        return to_delimited(records, "," if kind == "csv" else "\t", doc.get("seed"))
+    return render_text(table(), width=width)
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ from repsim_cli.cli.common import (
     SamplesOpt,
     SeedOpt,
     emit,
+    format_text,
     input_files,
     load_options,
     progress_bar,
@@ -24,7 +25,7 @@ from repsim_cli.cli.common import (
 from repsim_cli.errors import RepsimError
 from repsim_cli.loading import select_layers, split_selector
 from repsim_cli.metrics import parse_metric
-from repsim_cli.render import FORMATS, check_not_input, envelope, render_text, to_delimited, to_json, write_atomic
+from repsim_cli.render import FORMATS, check_output_path, envelope, write_atomic
 
 DATA_EXTENSIONS = {".json": "json", ".csv": "csv", ".tsv": "tsv", ".txt": "table"}
 #: the terminal grid is laid out for this many columns (12 layers fit)
@@ -104,7 +105,7 @@ def heatmap(
     data_path, data_kind = None, None
     stdout_kind: Optional[str] = fmt or "table"
     if output is not None:
-        _check_output(output, protected)
+        check_output_path(output, protected)
         image_kind = image_format(output)
         if image_kind is not None:
             image_path = output
@@ -118,7 +119,7 @@ def heatmap(
             data_path, data_kind, stdout_kind = output, fmt or DATA_EXTENSIONS[ext], None
     extra_kind = None
     if data_out is not None:
-        _check_output(data_out, protected)
+        check_output_path(data_out, protected)
         ext = os.path.splitext(data_out)[1].lower()
         if ext not in DATA_EXTENSIONS:
             raise RepsimError(f"--data-out {data_out}: extension must be one of {', '.join(DATA_EXTENSIONS)}, got {ext or '(none)'!r}")
@@ -156,7 +157,7 @@ def heatmap(
         write_atomic(image_path, data, protected)
         info(f"repsim: wrote {image_path} ({len(result.row_labels)} x {len(result.col_labels)} {bound.spec})")
     if data_out is not None:
-        write_atomic(data_out, _data_text(extra_kind, doc, result.records, table), protected)
+        write_atomic(data_out, format_text(extra_kind, doc, result.records, table, width=GRID_WIDTH), protected)
         info(f"repsim: wrote {data_out}")
     if data_path is not None:
         emit(doc, result.records, data_kind, data_path, protected, table)
@@ -165,25 +166,10 @@ def heatmap(
         emit(doc, result.records, stdout_kind, None, protected, table)
 
 
-def _check_output(path: str, protected: Sequence[str]) -> None:
-    check_not_input(path, protected)
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise RepsimError(f"{path}: output folder {folder} does not exist")
-
-
 def _tested_cells(r: int, c: Optional[int], metric: Any) -> int:
     if c is not None:
         return r * c
     return r * (r - 1) // (2 if metric.symmetric else 1)
-
-
-def _data_text(kind: str, doc: dict[str, Any], records: Sequence[dict[str, Any]], table: Any) -> str:
-    if kind == "json":
-        return to_json(doc)
-    if kind in ("csv", "tsv"):
-        return to_delimited(records, "," if kind == "csv" else "\t", doc.get("seed"))
-    return render_text(table(), width=GRID_WIDTH)
 
 
 # --------------------------------------------------------------------------- terminal grid

@@ -95,11 +95,11 @@ def inputsim(
     if alpha is not None and not alpha > 0:
         raise RepsimError(f"--alpha must be > 0, got {alpha}")
     protected = input_files([grads, reference, train, query_file])
-    from repsim_cli.render import check_not_input
+    from repsim_cli.render import check_output_path
 
     for target in (kernel_out, output):  # refuse before any work is done
         if target is not None:
-            check_not_input(target, protected)
+            check_output_path(target, protected)
     qidx = parse_query(query, query_file)
     g = resolve_gradients(grads, "GRADS")
     ref = resolve_gradients(reference, "reference") if reference is not None else None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-import typer
 
 from repsim_cli.cli._app import app, handle_errors
 from repsim_cli.cli.common import FormatOpt, OutputOpt, emit
