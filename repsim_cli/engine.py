@@ -40,8 +40,8 @@ class LoadOptions:
     max_gram: int = 20000
 
 
-def pair_layers(a_arg: str, b_arg: str) -> list[tuple[LayerRef, LayerRef]]:
-    """The layer pairs ``compare A B`` means.
+def pair_layers(a_arg: str, b_arg: str) -> tuple[list[tuple[LayerRef, LayerRef]], list[str]]:
+    """The layer pairs ``compare A B`` means, and warnings naming layers left unpaired.
 
     One layer each: that pair. Otherwise same-named layers, in A's order; no shared names
     is an error listing both sides (a full grid is ``repsim heatmap``).
@@ -57,7 +57,7 @@ def pair_layers(a_arg: str, b_arg: str) -> list[tuple[LayerRef, LayerRef]]:
         shared = [r for r in many_refs if r.name == single[0].name]
         if shared:
             pairs = [(single[0], shared[0])] if len(a_refs) == 1 else [(shared[0], single[0])]
-            return pairs
+            return pairs, []
         raise RepsimError(
             f"{one} selects one layer but {many} selects {len(many_refs)} ({', '.join(r.name for r in many_refs)}); "
             f"select one layer on each side with FILE:LAYER, or use `repsim heatmap` for a grid"
@@ -70,7 +70,17 @@ def pair_layers(a_arg: str, b_arg: str) -> list[tuple[LayerRef, LayerRef]]:
             f"and {split_selector(b_arg)[0]} ({', '.join(r.name for r in b_refs)}); "
             "select layers with FILE:LAYER or use `repsim heatmap` for a layer x layer grid"
         )
-    return pairs
+    only_a = [r.name for r in a_refs if r.name not in b_by_name]
+    paired = {a.name for a, _ in pairs}
+    only_b = [r.name for r in b_refs if r.name not in paired]
+    notes = []
+    if only_a or only_b:  # nothing is skipped silently
+        sides = (("A", only_a), ("B", only_b))
+        notes.append(
+            f"comparing the {len(pairs)} layers present on both sides; "
+            + "; ".join(f"only in {side}: {', '.join(names)}" for side, names in sides if names)
+        )
+    return pairs, notes
 
 
 @dataclass

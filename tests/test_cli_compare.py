@@ -334,3 +334,11 @@ def test_an_unanticipated_error_is_one_line_exit_2(pair_files, monkeypatch):
     result = run("compare", a, b)
     assert result.exit_code == 2 and "unexpected ValueError: something nobody foresaw" in result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_layers_on_one_side_only_are_named_not_skipped_silently(tmp_path, rng):
+    write_h5(tmp_path / "p.h5", {f"l{i}": rng.standard_normal((20, 3)) for i in range(4)})
+    write_h5(tmp_path / "q.h5", {f"l{i}": rng.standard_normal((20, 3)) for i in range(1, 6)})
+    result = run("compare", tmp_path / "p.h5", tmp_path / "q.h5", "-f", "json")
+    assert result.exit_code == 0 and len(json.loads(result.stdout)["results"]) == 3
+    assert "comparing the 3 layers present on both sides; only in A: l0; only in B: l4, l5" in result.stderr

@@ -84,8 +84,9 @@ def compare(
     if jobs < 1:
         raise RepsimError(f"--jobs must be >= 1, got {jobs}")
     options = load_options(max_samples, seed, samples, pool, channel_axis, max_gram)
-    pairs = pair_layers(a, b)
-    _warn_unpaired(a, b, pairs)
+    pairs, notes = pair_layers(a, b)
+    for note in notes:
+        warning(note)
     total = len(pairs) * len(metrics) * max(1, permutations + bootstrap)
     if should_stream(pairs, metrics, options, bool(permutations or bootstrap), stream):
         with progress_bar("compare (streaming)", len(pairs) * len(metrics)) as progress:
@@ -105,25 +106,6 @@ def compare(
         info(f"repsim: threshold crossed: {line}")
     if crossed:
         raise typer.Exit(1)
-
-
-def _warn_unpaired(a: str, b: str, pairs: Sequence[Any]) -> None:
-    """Say which layers a same-name comparison leaves out (nothing is skipped silently)."""
-    from repsim_cli.loading import select_layers
-
-    if len(pairs) < 2:
-        return
-    paired_a = {p[0].name for p in pairs}
-    paired_b = {p[1].name for p in pairs}
-    only_a = [r.name for r in select_layers(a) if r.name not in paired_a]
-    only_b = [r.name for r in select_layers(b) if r.name not in paired_b]
-    if only_a or only_b:
-        warning(
-            f"comparing the {len(pairs)} layers present on both sides; "
-            + "; ".join(
-                f"only in {side}: {', '.join(names)}" for side, names in (("A", only_a), ("B", only_b)) if names
-            )
-        )
 
 
 def compare_table(records: Sequence[dict[str, Any]], seed: int) -> Any:
