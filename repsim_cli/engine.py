@@ -49,7 +49,7 @@ def pair_layers(a_arg: str, b_arg: str) -> tuple[list[tuple[LayerRef, LayerRef]]
     a_refs = select_layers(a_arg)
     b_refs = select_layers(b_arg)
     if len(a_refs) == 1 and len(b_refs) == 1:
-        return [(a_refs[0], b_refs[0])]
+        return [(a_refs[0], b_refs[0])], []
     if len(a_refs) == 1 or len(b_refs) == 1:
         one, many = (a_arg, b_arg) if len(a_refs) == 1 else (b_arg, a_arg)
         many_refs = b_refs if len(a_refs) == 1 else a_refs
