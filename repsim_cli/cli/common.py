@@ -8,8 +8,8 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 import typer
 
-from repsim_cli.engine import LoadOptions
-from repsim_cli.loading import split_selector
+from repsim_cli.engines.compare import LoadOptions
+from repsim_cli.io.layers import split_selector
 from repsim_cli.render import check_output_path, choose_format, render_text, to_delimited, to_json, write_atomic
 
 # ---- option declarations reused by several commands (same names, same help everywhere)

@@ -21,7 +21,7 @@ from repsim_cli.cli.common import (
     load_options,
     progress_bar,
 )
-from repsim_cli.engine import compare_pairs, compare_streamed, pair_layers, should_stream, thresholds_crossed
+from repsim_cli.engines.compare import compare_pairs, compare_streamed, pair_layers, should_stream, thresholds_crossed
 from repsim_cli.errors import RepsimError
 from repsim_cli.metrics import parse_metric
 from repsim_cli.render import envelope, fmt_value
@@ -116,7 +116,7 @@ def compare_table(records: Sequence[dict[str, Any]], seed: int) -> Any:
     """
     from rich.table import Table
 
-    from repsim_cli.loading import split_selector
+    from repsim_cli.io.layers import split_selector
 
     files_a = {split_selector(r["a"])[0] for r in records}
     files_b = {split_selector(r["b"])[0] for r in records}

@@ -23,7 +23,7 @@ from repsim_cli.cli.common import (
     progress_bar,
 )
 from repsim_cli.errors import RepsimError
-from repsim_cli.loading import select_layers, split_selector
+from repsim_cli.io.layers import select_layers, split_selector
 from repsim_cli.metrics import parse_metric
 from repsim_cli.render import FORMATS, check_output_path, envelope, write_atomic
 
@@ -84,8 +84,8 @@ def heatmap(
     same number of layers on both sides, the footer reports the sanity check of Kornblith et al.
     (2019): in how many rows the same-index layer is strictly the most similar.
     """
-    from repsim_cli import grid as gridmod
-    from repsim_cli.plotting import image_format
+    from repsim_cli.engines import grid as gridmod
+    from repsim_cli.render.images import image_format
 
     bound = parse_metric(metric)
     if permutations < 0:
@@ -129,7 +129,7 @@ def heatmap(
     if annotate and image_path is None:
         warning("--annotate only applies to an image (-o FILE.png/.svg/.pdf)")
     if image_path is not None:
-        from repsim_cli.plotting import _pyplot
+        from repsim_cli.render.images import _pyplot
 
         _pyplot()  # fail now, not after the computation, if matplotlib is missing
 
@@ -151,7 +151,7 @@ def heatmap(
     table = lambda: grid_table(result, files, vmin, vmax)  # noqa: E731
 
     if image_path is not None:
-        from repsim_cli.plotting import render_heatmap
+        from repsim_cli.render.images import render_heatmap
 
         data = render_heatmap(result, image_kind, files, annotate=annotate, vmin=vmin, vmax=vmax)
         write_atomic(image_path, data, protected)
@@ -277,7 +277,7 @@ def grid_table(result: Any, files: Sequence[str], vmin: Optional[float] = None, 
     legend.append("similar)" if similar else "distant, i.e. more similar)")
     footer = [legend]
     if result.self_comparison:
-        from repsim_cli.grid import identity_value
+        from repsim_cli.engines.grid import identity_value
 
         ident = identity_value(result.metric)
         if ident is not None:

@@ -10,7 +10,7 @@ import typer
 from repsim_cli.cli._app import app, handle_errors, info, warning
 from repsim_cli.cli.common import FormatOpt, OutputOpt, SeedOpt, emit, input_files, progress_bar
 from repsim_cli.errors import RepsimError
-from repsim_cli.inputsim import (
+from repsim_cli.engines.inputsim import (
     MULTI_OUTPUT_FORMS,
     attach_labels,
     count_steps,
@@ -51,7 +51,7 @@ def parse_query(query: Optional[str], query_file: Optional[str]) -> Optional[np.
             raise RepsimError("--query is empty")
         return np.asarray(idx, dtype=np.int64)
     if query_file is not None:
-        from repsim_cli.loading import read_index_file
+        from repsim_cli.io.layers import read_index_file
 
         return read_index_file(query_file, "query indices")
     return None

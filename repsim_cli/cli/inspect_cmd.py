@@ -8,7 +8,7 @@ import typer
 
 from repsim_cli.cli._app import app, handle_errors
 from repsim_cli.cli.common import ChannelAxisOpt, FormatOpt, OutputOpt, PoolOpt, emit, input_files
-from repsim_cli.loading import open_activation_file, pooled_shape, split_selector
+from repsim_cli.io.layers import open_activation_file, pooled_shape, split_selector
 from repsim_cli.render import envelope
 
 EPILOG = """
@@ -41,7 +41,7 @@ def inspect(
     Layers are never loaded whole: constant columns are counted in row blocks of bounded
     size, and --no-constant reads metadata only.
     """
-    from repsim_cli.loading import count_constant_columns_streaming
+    from repsim_cli.io.layers import count_constant_columns_streaming
 
     docs = []
     records = []

@@ -28,9 +28,9 @@ from repsim_cli.cli.common import (
     load_options,
     progress_bar,
 )
-from repsim_cli.engine import LayerCache, LoadOptions, base_record
+from repsim_cli.engines.compare import LayerCache, LoadOptions, base_record
 from repsim_cli.errors import RepsimError
-from repsim_cli.loading import LayerRef, select_layers, split_selector
+from repsim_cli.io.layers import LayerRef, select_layers, split_selector
 from repsim_cli.metrics import BoundMetric, parse_metric
 from repsim_cli.render import envelope, fmt_value
 

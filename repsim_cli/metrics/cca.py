@@ -72,8 +72,8 @@ def _degenerate_warnings(n: int, fa: int, fb: int, name: str) -> list[str]:
         return [
             f"{name} is meaningless here: a side has F={max(fa, fb)} >= N-1={n - 1} features, so at full rank its "
             "centered column space is every centered N-vector and every canonical correlation is 1 "
-            "(Kornblith et al. 2019, Theorem 1); use cka, reduce F with --pool, or use more inputs "
-            "(raise --max-samples if you subsampled)"
+            "(Kornblith et al. 2019, Theorem 1); use cka, reduce F with pool, or use more inputs "
+            "(raise max_samples if you subsampled)"
         ]
     return []
 
