@@ -353,7 +353,7 @@ def test_memory_estimate_and_refusal(tmp_path, rng):
         with pytest.raises(RepsimError, match="max_memory"):
             check_memory(20000, [64] * 12, rsa, 8.0)  # 12 x 3.2 GB of RDMs
     a = write_h5(tmp_path / "a.h5", {f"l{i}": rng.standard_normal((50, 4)) for i in range(3)})
-    with pytest.raises(RepsimError, match=r"--max-memory 1e-06 GiB"):
+    with pytest.raises(RepsimError, match=r"max_memory 1e-06 GiB"):
         compute_grid(select_layers(str(a)), None, parse_metric("cka"), LoadOptions(), max_memory_gib=1e-6)
 
 

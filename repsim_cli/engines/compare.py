@@ -24,6 +24,7 @@ from repsim_cli.io.layers import (
     split_selector,
 )
 from repsim_cli.metrics import BoundMetric, MetricResult
+from repsim_cli.results import make_record
 
 Progress = Callable[[int], None]
 
@@ -34,41 +35,38 @@ class LoadOptions:
 
     max_samples: int | None = None
     seed: int = 0
-    samples: str | None = None
+    samples: str | np.ndarray | None = None  # an .npy file of row indices, or the indices
     pool: str = "none"
     channel_axis: int = 1
     max_gram: int = 20000
 
 
 def pair_layers(a_arg: str, b_arg: str) -> tuple[list[tuple[LayerRef, LayerRef]], list[str]]:
-    """The layer pairs ``compare A B`` means, and warnings naming layers left unpaired.
+    """The layer pairs ``compare A B`` means for two ``FILE[:LAYER]`` selectors (see :func:`pair_refs`)."""
+    return pair_refs(select_layers(a_arg), select_layers(b_arg), split_selector(a_arg)[0], split_selector(b_arg)[0], a_arg, b_arg)
+
+
+def pair_refs(
+    a_refs: Sequence[LayerRef], b_refs: Sequence[LayerRef], a_name: str = "A", b_name: str = "B",
+    a_arg: str | None = None, b_arg: str | None = None,
+) -> tuple[list[tuple[LayerRef, LayerRef]], list[str]]:
+    """The layer pairs two sides mean, and notes naming layers left unpaired.
 
     One layer each: that pair. Otherwise same-named layers, in A's order; no shared names
-    is an error listing both sides (a full grid is ``repsim heatmap``).
+    is an error listing both sides (a full grid is ``heatmap``).
     """
-    a_refs = select_layers(a_arg)
-    b_refs = select_layers(b_arg)
+    a_arg, b_arg = a_arg or a_name, b_arg or b_name
     if len(a_refs) == 1 and len(b_refs) == 1:
         return [(a_refs[0], b_refs[0])], []
     if len(a_refs) == 1 or len(b_refs) == 1:
-        one, many = (a_arg, b_arg) if len(a_refs) == 1 else (b_arg, a_arg)
-        many_refs = b_refs if len(a_refs) == 1 else a_refs
-        single = a_refs if len(a_refs) == 1 else b_refs
-        shared = [r for r in many_refs if r.name == single[0].name]
-        if shared:
-            pairs = [(single[0], shared[0])] if len(a_refs) == 1 else [(shared[0], single[0])]
-            return pairs, []
-        raise RepsimError(
-            f"{one} selects one layer but {many} selects {len(many_refs)} ({', '.join(r.name for r in many_refs)}); "
-            f"select one layer on each side with FILE:LAYER, or use `repsim heatmap` for a grid"
-        )
+        return _pair_one_with_many(a_refs, b_refs, a_arg, b_arg), []
     b_by_name = {r.name: r for r in b_refs}
     pairs = [(a, b_by_name[a.name]) for a in a_refs if a.name in b_by_name]
     if not pairs:
         raise RepsimError(
-            f"no layer names shared between {split_selector(a_arg)[0]} ({', '.join(r.name for r in a_refs)}) "
-            f"and {split_selector(b_arg)[0]} ({', '.join(r.name for r in b_refs)}); "
-            "select layers with FILE:LAYER or use `repsim heatmap` for a layer x layer grid"
+            f"no layer names shared between {a_name} ({', '.join(r.name for r in a_refs)}) "
+            f"and {b_name} ({', '.join(r.name for r in b_refs)}); "
+            "select layers with FILE:LAYER or use heatmap for a layer x layer grid"
         )
     only_a = [r.name for r in a_refs if r.name not in b_by_name]
     paired = {a.name for a, _ in pairs}
@@ -81,6 +79,20 @@ def pair_layers(a_arg: str, b_arg: str) -> tuple[list[tuple[LayerRef, LayerRef]]
             + "; ".join(f"only in {side}: {', '.join(names)}" for side, names in sides if names)
         )
     return pairs, notes
+
+
+def _pair_one_with_many(a_refs: Sequence[LayerRef], b_refs: Sequence[LayerRef], a_arg: str, b_arg: str) -> list[tuple[LayerRef, LayerRef]]:
+    """One layer on one side, several on the other: the same-named one, else an error."""
+    one, many = (a_arg, b_arg) if len(a_refs) == 1 else (b_arg, a_arg)
+    many_refs = b_refs if len(a_refs) == 1 else a_refs
+    single = a_refs if len(a_refs) == 1 else b_refs
+    shared = [r for r in many_refs if r.name == single[0].name]
+    if shared:
+        return [(single[0], shared[0])] if len(a_refs) == 1 else [(shared[0], single[0])]
+    raise RepsimError(
+        f"{one} selects one layer but {many} selects {len(many_refs)} ({', '.join(r.name for r in many_refs)}); "
+        f"select one layer on each side with FILE:LAYER, or use heatmap for a grid"
+    )
 
 
 @dataclass
@@ -143,27 +155,17 @@ def check_gram(metric: BoundMetric, n: int, max_gram: int, label: str) -> None:
 def base_record(
     a: Layer, b: Layer, metric: BoundMetric, result: MetricResult, details: bool = False
 ) -> dict[str, Any]:
-    """The record contract shared by ``compare`` and ``heatmap``."""
-    record: dict[str, Any] = {
-        "a": a.label,
-        "b": b.label,
-        "metric": metric.name,
-        "params": dict(metric.params),
-        "value": float(result.value),
-        "n_samples": int(a.data.shape[0]),
-        "features_a": int(a.data.shape[1]),
-        "features_b": int(b.data.shape[1]),
-    }
-    if a.ref.shape != a.data.shape:
-        record["shape_a"] = list(a.ref.shape)
-    if b.ref.shape != b.data.shape:
-        record["shape_b"] = list(b.ref.shape)
+    """The record of one computed pair (see :func:`repsim_cli.results.make_record`)."""
+    shown = None
     if result.details:
         shown = result.details if details else {k: v for k, v in result.details.items() if not isinstance(v, list)}
-        if shown:
-            record["details"] = shown
-    record["warnings"] = list(dict.fromkeys([*a.warnings, *b.warnings, *result.warnings]))
-    return record
+    return make_record(
+        a.label, b.label, metric, result.value, a.data.shape[0], a.data.shape[1], b.data.shape[1],
+        shape_a=list(a.ref.shape) if a.ref.shape != a.data.shape else None,
+        shape_b=list(b.ref.shape) if b.ref.shape != b.data.shape else None,
+        details=shown or None,
+        warnings=[*a.warnings, *b.warnings, *result.warnings],
+    )
 
 
 def compare_pairs(
@@ -294,20 +296,11 @@ def compare_streamed(
             kb = streamed_centered_gram(b, options.pool, options.channel_axis)
             value = lambda debiased, ka=ka, kb=kb: gram_cka(ka, kb, debiased)  # noqa: E731
         for metric in metrics:
-            records.append(
-                {
-                    "a": a.label,
-                    "b": b.label,
-                    "metric": metric.name,
-                    "params": dict(metric.params),
-                    "value": value(metric.params["debiased"]),
-                    "n_samples": a.n_samples,
-                    "features_a": a.features(options.pool, options.channel_axis),
-                    "features_b": b.features(options.pool, options.channel_axis),
-                    "details": {"streamed": route},
-                    "warnings": [],
-                }
-            )
+            records.append(make_record(
+                a.label, b.label, metric, value(metric.params["debiased"]), a.n_samples,
+                a.features(options.pool, options.channel_axis), b.features(options.pool, options.channel_axis),
+                details={"streamed": route},
+            ))
             if progress:
                 progress(1)
     return records
@@ -325,3 +318,38 @@ def thresholds_crossed(
         if fail_above is not None and v > fail_above:
             out.append(f"{r['a']} vs {r['b']} {r['metric']}={v:.6g} > fail_above {fail_above}")
     return out
+
+
+def compare_layers(
+    pairs: Sequence[tuple[LayerRef, LayerRef]],
+    metrics: Sequence[BoundMetric],
+    options: LoadOptions,
+    *,
+    details: bool = False,
+    permutations: int = 0,
+    bootstrap: int = 0,
+    ci: float = 0.95,
+    jobs: int = 1,
+    stream: bool | None = None,
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """Records for every (pair, metric): streamed when asked or when the layers would not fit, else in memory."""
+    if permutations < 0 or bootstrap < 0:
+        raise RepsimError(f"permutations and bootstrap must be >= 0, got {permutations} and {bootstrap}")
+    if not 0 < ci < 1:
+        raise RepsimError(f"ci must lie in (0, 1), got {ci}")
+    if jobs < 1:
+        raise RepsimError(f"jobs must be >= 1, got {jobs}")
+    if not metrics:
+        raise RepsimError("no metric given")
+    if should_stream(pairs, metrics, options, bool(permutations or bootstrap), stream):
+        return compare_streamed(pairs, metrics, options, progress=progress)
+    return compare_pairs(
+        pairs, metrics, options, details=details, permutations=permutations, bootstrap=bootstrap,
+        ci=ci, jobs=jobs, progress=progress,
+    )
+
+
+def count_steps(pairs: Sequence[Any], metrics: Sequence[BoundMetric], permutations: int, bootstrap: int) -> int:
+    """Progress steps of :func:`compare_layers`."""
+    return len(pairs) * len(metrics) * max(1, permutations + bootstrap)

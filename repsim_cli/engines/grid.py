@@ -233,6 +233,13 @@ def count_cells(n_rows: int, n_cols: int | None, metric: BoundMetric) -> int:
     return n_rows * n_cols
 
 
+def count_tested(n_rows: int, n_cols: int | None, metric: BoundMetric) -> int:
+    """Number of cells a grid's permutation null tests (self-comparison: off-diagonal cells)."""
+    if n_cols is not None:
+        return n_rows * n_cols
+    return n_rows * (n_rows - 1) // (2 if metric.symmetric else 1)
+
+
 def grid_from_layers(
     row_layers: Sequence[Layer],
     col_layers: Sequence[Layer] | None,

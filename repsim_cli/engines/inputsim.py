@@ -480,31 +480,6 @@ def _plain_labels(labels: np.ndarray | None) -> np.ndarray | None:
     return arr
 
 
-def write_kernel_h5(path: str, result: InputSimResult, dtype: str, attrs: dict[str, Any], protected: Sequence[str] = ()) -> None:
-    """Write ``/kernel`` (Q x M), ``/query_index`` and ``/reference_index`` atomically.
-
-    A temporary file in the target folder is written, then ``os.replace``-d onto ``path``;
-    ``path`` must not be an input file.
-    """
-    import h5py
-
-    from repsim_cli.render.output import atomic_output
-
-    if result.kernel is None:
-        raise RepsimError("internal error: no kernel to write")
-    if dtype not in ("float32", "float64"):
-        raise RepsimError(f"kernel_dtype must be float32 or float64, got {dtype!r}")
-    with atomic_output(path, protected, suffix=".h5.tmp") as tmp:
-        k = result.kernel
-        with h5py.File(tmp, "w") as f:
-            chunks = (min(k.shape[0], 256), min(k.shape[1], 256))
-            ds = f.create_dataset("kernel", data=k.astype(dtype), chunks=chunks)
-            for key, val in attrs.items():
-                ds.attrs[key] = "" if val is None else val
-            f.create_dataset("query_index", data=result.query_index)
-            f.create_dataset("reference_index", data=result.reference_index)
-
-
 def iter_records(result: InputSimResult) -> Iterator[dict[str, Any]]:
     """One JSON-ready record per query input."""
     for r, idx in enumerate(result.query_index):
@@ -529,3 +504,41 @@ def iter_records(result: InputSimResult) -> Iterator[dict[str, Any]]:
         if result.same_label_fraction is not None:
             rec["same_label_fraction"] = float(result.same_label_fraction[r])
         yield rec
+
+
+def summarize(result: InputSimResult) -> dict[str, Any]:
+    """N, M, P, d, what 'self' means, block plan and the mean same-label neighbour fraction."""
+    s: dict[str, Any] = {
+        "N": result.n, "queries": int(result.query_index.size), "M": result.m, "P": result.p, "d": result.d,
+        "multi_output": result.form if result.d > 1 else None,
+        "self_excluded": result.self_excluded,
+        "self": ("reference is the query set; x itself " + ("excluded" if result.self_excluded else "included"))
+        if result.same_set else "reference is another dataset; no self to exclude",
+        "mean_density_soft": float(np.mean(result.density_soft)),
+        "block_size": result.block_size, "blocks": result.n_blocks, "passes": result.passes,
+    }
+    if result.reliability is not None:
+        s["mean_reliability"] = float(np.mean(result.reliability))
+    if result.same_label_fraction is not None:
+        s["mean_same_label_fraction"] = float(np.mean(result.same_label_fraction))
+    if result.dropped:
+        s["dropped"] = result.dropped
+    return s
+
+
+def inputsim_document(
+    result: InputSimResult, grads: GradRef, reference: GradRef, train: GradRef | None, params: dict[str, Any],
+    query_labels: np.ndarray | None, reference_labels: np.ndarray | None,
+) -> dict[str, Any]:
+    """Attach labels, collect the caveats, and build the JSON body of ``inputsim``."""
+    attach_labels(result, query_labels, reference_labels)
+    warnings = list(result.warnings)
+    for role, rows in result.dropped.items():
+        warnings.append(f"dropped {len(rows)} zero-gradient {role} rows (0-based): {', '.join(map(str, rows))}")
+    if query_labels is not None and params.get("top_k") is not None and reference_labels is None:
+        warnings.append(f"{reference.label}: no labels found, so no same-label neighbour fraction")
+    return {
+        "grads": grads.label, "reference": reference.label, "train": train.label if train else None,
+        "params": {**params, "block_size": result.block_size},
+        "summary": summarize(result), "warnings": warnings, "results": list(iter_records(result)),
+    }

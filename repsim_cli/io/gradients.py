@@ -31,10 +31,12 @@ class GradRef:
     shape: tuple[int, ...]
     dtype: np.dtype
     chunks: tuple[int, ...] | None = None
+    #: how results name the dataset when it is not FILE:NAME (in-memory arrays)
+    display: str | None = None
 
     @property
     def label(self) -> str:
-        return f"{self.file}:{self.name}"
+        return self.display if self.display is not None else f"{self.file}:{self.name}"
 
     @property
     def n(self) -> int:
@@ -89,18 +91,7 @@ def resolve_gradients(arg: str, role: str = "GRADS") -> GradRef:
             )
     name, shape, dtype, chunks = chosen
     ref = GradRef(path, name, kind, shape, np.dtype(dtype), tuple(chunks) if chunks else None)
-    where = f"{ref.label} (shape {shape}, dtype {dtype})"
-    if not is_numeric(ref.dtype):
-        raise RepsimError(f"{where}: {role} gradients must be numeric")
-    if len(shape) not in (2, 3):
-        raise RepsimError(
-            f"{where}: {role} gradients must be N x P (scalar output) or N x d x P (d outputs), got ndim {len(shape)}"
-        )
-    if ref.p == 0 or ref.d == 0:
-        raise RepsimError(f"{where}: zero parameters")
-    if ref.n < 1:
-        raise RepsimError(f"{where}: no inputs")
-    return ref
+    return validate_gradients(ref, role)
 
 
 def find_labels(ref: GradRef) -> np.ndarray | None:
@@ -177,3 +168,17 @@ def column_blocks(ref: GradRef, block_size: int | None = None) -> list[tuple[int
     return [(c0, min(p, c0 + block_size)) for c0 in range(0, p, block_size)]
 
 
+
+
+def validate_gradients(ref: GradRef, role: str = "GRADS") -> GradRef:
+    """Numeric, N x P or N x d x P, with parameters and inputs."""
+    where = f"{ref.label} (shape {ref.shape}, dtype {ref.dtype})"
+    if not is_numeric(ref.dtype):
+        raise RepsimError(f"{where}: {role} gradients must be numeric")
+    if len(ref.shape) not in (2, 3):
+        raise RepsimError(f"{where}: {role} gradients must be N x P (scalar output) or N x d x P (d outputs), got ndim {len(ref.shape)}")
+    if ref.p == 0 or ref.d == 0:
+        raise RepsimError(f"{where}: zero parameters")
+    if ref.n < 1:
+        raise RepsimError(f"{where}: no inputs")
+    return ref

@@ -63,11 +63,13 @@ class LayerRef:
     name: str  # dataset name without a leading slash
     shape: tuple[int, ...]
     dtype: np.dtype
-    kind: str  # "hdf5" | "npy" | "npz"
+    kind: str  # a registered format of repsim_cli.io.arrays: "hdf5", "npy", "npz", "memory", ...
+    #: how results name the layer when it is not FILE:NAME (in-memory arrays: "A", "B:layer1")
+    display: str | None = None
 
     @property
     def label(self) -> str:
-        return f"{self.file}:{self.name}"
+        return self.display if self.display is not None else f"{self.file}:{self.name}"
 
     @property
     def n_samples(self) -> int:
@@ -261,22 +263,11 @@ def choose_rows(
     n: int,
     max_samples: int | None = None,
     seed: int = 0,
-    samples_file: str | None = None,
+    samples_file: str | np.ndarray | Sequence[int] | None = None,
 ) -> np.ndarray | None:
-    """Row indices to use on every side: explicit (``samples``), a seeded random subset, or all."""
+    """Row indices to use on every side: explicit (``samples``: an .npy file or indices), a seeded random subset, or all."""
     if samples_file is not None:
-        idx = read_index_file(samples_file, "row indices")
-        if idx.size and (idx.min() < 0 or idx.max() >= n):
-            raise RepsimError(f"{samples_file}: row indices must lie in [0, {n - 1}], found {idx.min()}..{idx.max()}")
-        if idx.size < 2:
-            raise RepsimError(f"{samples_file}: need at least 2 row indices, got {idx.size}")
-        if max_samples is not None:
-            raise RepsimError("samples and max_samples cannot be combined")
-        if np.unique(idx).size < idx.size:
-            from repsim_cli.errors import warn
-
-            warn(f"{samples_file}: {idx.size - np.unique(idx).size} row indices are repeated; repeated inputs count twice")
-        return idx.astype(np.int64)
+        return _explicit_rows(n, samples_file, max_samples)
     if max_samples is None:
         return None
     if max_samples < 2:
@@ -287,6 +278,28 @@ def choose_rows(
         return None
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(n, size=max_samples, replace=False))
+
+
+def _explicit_rows(n: int, samples: str | np.ndarray | Sequence[int], max_samples: int | None) -> np.ndarray:
+    if isinstance(samples, (str, os.PathLike)):
+        what = str(samples)
+        idx = read_index_file(what, "row indices")
+    else:
+        what = "samples"
+        idx = np.asarray(samples)
+        if idx.ndim != 1 or idx.size == 0 or not np.issubdtype(idx.dtype, np.integer):
+            raise RepsimError(f"samples must be a non-empty 1-D array of integer row indices, got shape {idx.shape} dtype {idx.dtype}")
+    if idx.min() < 0 or idx.max() >= n:
+        raise RepsimError(f"{what}: row indices must lie in [0, {n - 1}], found {idx.min()}..{idx.max()}")
+    if idx.size < 2:
+        raise RepsimError(f"{what}: need at least 2 row indices, got {idx.size}")
+    if max_samples is not None:
+        raise RepsimError("samples and max_samples cannot be combined")
+    if np.unique(idx).size < idx.size:
+        from repsim_cli.errors import warn
+
+        warn(f"{what}: {idx.size - np.unique(idx).size} row indices are repeated; repeated inputs count twice")
+    return idx.astype(np.int64)
 
 
 # --------------------------------------------------------------------------- loading + validation
@@ -377,3 +390,31 @@ def check_same_n(refs: Sequence[LayerRef]) -> int:
         detail = ", ".join(f"{ref.label} has N={ref.n_samples} (shape {ref.shape})" for ref in refs)
         raise RepsimError(f"layers index different numbers of inputs: {detail}")
     return ns.pop()
+
+
+def describe_file(arg: str, constant: bool = True, pool: str = "none", channel_axis: int = 1) -> dict[str, Any]:
+    """What ``inspect`` reports for ``FILE`` (every array) or ``FILE:LAYER`` (the selected layers).
+
+    Each array: name, shape, dtype, whether it is a layer (and why not); layers also get N, the
+    features after flattening/pooling and, with ``constant``, the number of constant columns
+    counted in row blocks (never loading a layer whole).
+    """
+    path, pattern = split_selector(arg)
+    af = open_activation_file(path)
+    chosen = None if pattern is None else {r.name for r in select_layers(arg, af)}
+    datasets = []
+    for info in af.datasets:
+        if chosen is not None and info.name not in chosen:
+            continue
+        entry: dict[str, Any] = {"name": info.name, "shape": list(info.shape), "dtype": str(info.dtype), "is_layer": info.is_layer}
+        if info.is_layer or (chosen is not None):
+            shape = pooled_shape(info.shape, pool, channel_axis, f"{path}:{info.name}")
+            entry.update(is_layer=True, n_samples=info.n_samples, features=int(shape[1]), matrix_shape=list(shape))
+            if constant:
+                ref = next((r for r in af.layers if r.name == info.name), None) or LayerRef(path, info.name, info.shape, info.dtype, af.kind)
+                entry["constant_columns"] = count_constant_columns_streaming(ref, pool, channel_axis)
+        else:
+            entry["reason"] = info.reason
+        datasets.append(entry)
+    layers = [r.name for r in af.layers if chosen is None or r.name in chosen]
+    return {"file": path, "format": af.kind, "layers": layers, "datasets": datasets, "attrs": af.attrs}

@@ -17,18 +17,13 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from repsim_cli import __version__
 from repsim_cli.errors import RepsimError
+from repsim_cli.results import dumps, envelope, jsonable
 
 FORMATS = ("table", "json", "csv", "tsv")
 _EXTENSIONS = {".json": "json", ".csv": "csv", ".tsv": "tsv", ".txt": "table"}
 #: leading CSV columns, in this order; other keys follow in order of first appearance
 CORE_COLUMNS = ("a", "b", "metric", "params", "value", "n_samples", "features_a", "features_b")
-
-
-def envelope(command: str, seed: int | None, **body: Any) -> dict[str, Any]:
-    """The JSON document every command prints: version, command, seed, then the body."""
-    return {"repsim_version": __version__, "command": command, "seed": seed, **body}
 
 
 def choose_format(fmt: str | None, output: str | None) -> str:
@@ -43,21 +38,8 @@ def choose_format(fmt: str | None, output: str | None) -> str:
 
 
 def to_json(doc: dict[str, Any]) -> str:
-    return json.dumps(_jsonable(doc), indent=2, allow_nan=False) + "\n"
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:
-        obj = obj.item()
-    if hasattr(obj, "tolist"):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
+    """A JSON document as every command prints it (see :func:`repsim_cli.results.dumps`)."""
+    return dumps(doc)
 
 
 def format_params(params: dict[str, Any]) -> str:
@@ -77,7 +59,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         if all(isinstance(v, str) for v in value):
             return " | ".join(value)
-        return json.dumps(_jsonable(value), separators=(",", ":"))
+        return json.dumps(jsonable(value), separators=(",", ":"))
     return str(value)
 
 
