@@ -22,6 +22,8 @@ from repsim_cli.metrics.cka import hsic, linear_cka, rbf_cka  # noqa: E402
 from repsim_cli.metrics.cca import cca, linear_regression_r2, pwcca, svcca  # noqa: E402
 from repsim_cli.metrics.shape import procrustes  # noqa: E402
 from repsim_cli.metrics.rsa import mutual_knn, rsa  # noqa: E402
+from repsim_cli.metrics.alignment import aligned_cosine, shape_distance, soft_match_distance  # noqa: E402
+from repsim_cli.metrics.predictivity import ridge_r2  # noqa: E402
 
 __all__ = [
     "INVARIANCES",
@@ -33,6 +35,7 @@ __all__ = [
     "get_metric",
     "parse_metric",
     "register",
+    "aligned_cosine",
     "cca",
     "correlation_matrix",
     "hsic",
@@ -44,6 +47,9 @@ __all__ = [
     "procrustes",
     "pwcca",
     "rbf_cka",
+    "ridge_r2",
     "rsa",
+    "shape_distance",
+    "soft_match_distance",
     "svcca",
 ]
