@@ -200,23 +200,33 @@ SHAPE = register(
 # ---------------------------------------------------------------------------- procrustes:align=permutation
 
 
-def permutation_terms(za: np.ndarray, zb: np.ndarray) -> tuple[float, float]:
-    """(sim, dist) for normalized centred sides X^, Y^ (N x F_A, N x F_B, not reduced).
+def permutation_terms(za: np.ndarray, zb: np.ndarray) -> tuple[float, float, float]:
+    """(sim, dist, angle) for normalized centred sides X^, Y^ (N x F_A, N x F_B, not reduced).
 
-    The best column permutation of the zero-padded Y^ (Hungarian algorithm, scipy's
-    ``linear_sum_assignment`` on X^^T Y^, maximizing): sim = sum of the matched inner products
-    = <X^, Y^ P>, dist = ||X^ - Y^ P||_F computed from the columns themselves (no cancellation);
-    unmatched columns of the wider side face zero padding and count with their full norm.
+    The best column permutation P of the zero-padded Y^ (Hungarian algorithm: scipy's
+    ``linear_sum_assignment`` on X^^T Y^, maximizing): sim = <X^, Y^ P> (the matched inner products),
+    dist = ||X^ - Y^ P||_F and angle = arccos(sim) = 2 atan2(||X^ - Y^ P||, ||X^ + Y^ P||), both from the
+    columns themselves, so they keep their digits near 0 and near the maximum (no cancellation).
+    Unmatched columns of the wider side face zero padding and count with their full norm.
     """
     m = za.T @ zb
     rows, cols = linear_sum_assignment(m, maximize=True)
     sim = float(m[rows, cols].sum())
-    resid2 = float(np.sum((za[:, rows] - zb[:, cols]) ** 2))
+    minus2 = float(np.sum((za[:, rows] - zb[:, cols]) ** 2))
+    plus2 = float(np.sum((za[:, rows] + zb[:, cols]) ** 2))
     for z, used in ((za, rows), (zb, cols)):
         if len(used) < z.shape[1]:
-            rest = np.setdiff1d(np.arange(z.shape[1]), used)
-            resid2 += float(np.sum(z[:, rest] ** 2))
-    return min(max(sim, -1.0), 1.0), float(np.sqrt(resid2))
+            rest = float(np.sum(z[:, np.setdiff1d(np.arange(z.shape[1]), used)] ** 2))
+            minus2, plus2 = minus2 + rest, plus2 + rest
+    dist = float(np.sqrt(minus2))
+    return min(max(sim, -1.0), 1.0), dist, 2.0 * float(np.arctan2(dist, np.sqrt(plus2)))
+
+
+def permutation_pair(za: np.ndarray, zb: np.ndarray, stat: str) -> MetricResult:
+    """``procrustes:align=permutation`` for one pair (ReSi's PermutationProcrustes, netrep's PermutationMetric)."""
+    sim, dist, angle = permutation_terms(za, zb)
+    value = {"similarity": sim, "distance": dist, "angle": angle}[stat]
+    return MetricResult(value, {"matched_inner_product": sim} if stat != "similarity" else {})
 
 
 # ---------------------------------------------------------------------------- aligned cosine

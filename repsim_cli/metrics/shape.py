@@ -75,11 +75,10 @@ def procrustes_terms(a: Shape, b: Shape) -> tuple[float, float]:
 def _procrustes_pair(a: Shape, b: Shape, params: Mapping[str, Any]) -> MetricResult:
     if params.get("align", "rotation") == "permutation":
         # imported here: importing alignment registers its metrics, which come after procrustes in the registry
-        from repsim_cli.metrics.alignment import permutation_terms
+        from repsim_cli.metrics.alignment import permutation_pair
 
-        nuc, dist = permutation_terms(a.z, b.z)
-    else:
-        nuc, dist = procrustes_terms(a, b)
+        return permutation_pair(a.z, b.z, params["stat"])
+    nuc, dist = procrustes_terms(a, b)
     stat = params["stat"]
     if stat == "similarity":
         value = nuc
