@@ -300,6 +300,7 @@ ALIGNED_COSINE = register(
             Param(
                 "center", bool, True,
                 "centre the columns first (default); false uses the raw rows, as ReSi's AlignedCosineSimilarity",
+                (True, False),
             ),
         ),
         higher_is_similar=True,
