@@ -212,14 +212,22 @@ def permutation_terms(za: np.ndarray, zb: np.ndarray) -> tuple[float, float, flo
     m = za.T @ zb
     rows, cols = linear_sum_assignment(m, maximize=True)
     sim = float(m[rows, cols].sum())
-    minus2 = float(np.sum((za[:, rows] - zb[:, cols]) ** 2))
-    plus2 = float(np.sum((za[:, rows] + zb[:, cols]) ** 2))
-    for z, used in ((za, rows), (zb, cols)):
-        if len(used) < z.shape[1]:
-            rest = float(np.sum(z[:, np.setdiff1d(np.arange(z.shape[1]), used)] ** 2))
-            minus2, plus2 = minus2 + rest, plus2 + rest
+    # rows come back sorted: with F_A <= F_B every column of X^ is matched and needs no gather
+    xa = za if len(rows) == za.shape[1] else za[:, rows]
+    minus2 = float(np.sum((xa - zb[:, cols]) ** 2)) + _unmatched(za, rows) + _unmatched(zb, cols)
+    # ||X^ + Y^ P||^2 = 4 - ||X^ - Y^ P||^2 for unit-norm sides: explicit only where that cancels
+    plus2 = 4.0 - minus2
+    if minus2 > 2.0:
+        plus2 = float(np.sum((xa + zb[:, cols]) ** 2)) + _unmatched(za, rows) + _unmatched(zb, cols)
     dist = float(np.sqrt(minus2))
-    return min(max(sim, -1.0), 1.0), dist, 2.0 * float(np.arctan2(dist, np.sqrt(plus2)))
+    return min(max(sim, -1.0), 1.0), dist, 2.0 * float(np.arctan2(dist, np.sqrt(max(plus2, 0.0))))
+
+
+def _unmatched(z: np.ndarray, used: np.ndarray) -> float:
+    """Squared norm of the columns the matching left unused (they face zero padding)."""
+    if len(used) == z.shape[1]:
+        return 0.0
+    return float(np.sum(z[:, np.setdiff1d(np.arange(z.shape[1]), used)] ** 2))
 
 
 def permutation_pair(za: np.ndarray, zb: np.ndarray, stat: str) -> MetricResult:
