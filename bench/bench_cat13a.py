@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         for spec in chosen:
             bound = parse_metric(spec)
             value = bound.compute(a, b).value
-            t = best_of(lambda: bound.compute(a, b), repeat)
+            t = best_of(lambda bound=bound, a=a, b=b: bound.compute(a, b), repeat)
             key = SPECS[spec]
             floor = sum(best_of(fn, repeat) for fn in fns[key])
             print(f"| {n} | {f} | {spec} | {value:.4f} | {t:.3f} | {floor:.3f} | {KIND[key]} | {t / floor:.1f} |", flush=True)

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from repsim_cli.errors import RepsimError, warn
+from repsim_cli.errors import RepsimError
 from repsim_cli.metrics._linalg import center, rank_tolerance
 from repsim_cli.metrics.registry import Metric, MetricResult, Param, register
 
@@ -144,7 +144,7 @@ def shape_distance(x: np.ndarray, y: np.ndarray, alpha: float = 1.0, form: str =
     euclidean = sqrt(max(0, ||X~||_F^2 + ||Y~||_F^2 - 2 ||X~^T Y~||_*) / N).
     alpha = 1: Procrustes on centred data; alpha = 0: the CCA-based metric.
     """
-    return SHAPE.bind(alpha=alpha, form=form).compute(x, y).value
+    return SHAPE.bind(alpha=alpha, form=form).value_of(x, y)
 
 
 def _shape_invariances(p: Mapping[str, Any]) -> frozenset[str]:
@@ -294,10 +294,7 @@ def aligned_cosine(x: np.ndarray, y: np.ndarray, center: bool = True) -> float:
     mean_i cos(x_i Q, y_i) over inputs whose rows are nonzero on both sides (the others are left out
     with a warning). ``center=False`` uses the raw rows, as ReSi's AlignedCosineSimilarity does.
     """
-    result = ALIGNED_COSINE.bind(center=center).compute(x, y)
-    for message in result.warnings:
-        warn(message)
-    return result.value
+    return ALIGNED_COSINE.bind(center=center).value_of(x, y)
 
 
 ALIGNED_COSINE = register(
@@ -383,7 +380,7 @@ def soft_match_distance(x: np.ndarray, y: np.ndarray) -> float:
     With F_A = F_B = F an optimal plan is a permutation / F, so the value equals
     ``procrustes:align=permutation,stat=distance`` divided by sqrt(F).
     """
-    return SOFT_MATCH.bind().compute(x, y).value
+    return SOFT_MATCH.bind().value_of(x, y)
 
 
 SOFT_MATCH = register(

@@ -96,7 +96,7 @@ class Moments:
     gxx: np.ndarray
     gxy: np.ndarray
 
-    def __add__(self, other: "Moments") -> "Moments":
+    def __add__(self, other: Moments) -> Moments:
         return Moments(self.n + other.n, self.sx + other.sx, self.sy + other.sy, self.gxx + other.gxx, self.gxy + other.gxy)
 
     def means(self) -> tuple[np.ndarray, np.ndarray]:
@@ -210,7 +210,7 @@ def ridge_r2(
     Schrimpf et al., Brain-Score, 2018). ``alpha='auto'`` chooses lambda by inner cross-validation.
     ``predict='b'`` predicts y from x. Not symmetric.
     """
-    return RIDGE.bind(alpha=alpha, folds=folds, predict=predict, seed=seed).compute(x, y).value
+    return RIDGE.bind(alpha=alpha, folds=folds, predict=predict, seed=seed).value_of(x, y)
 
 
 def _ridge_invariances(p: Mapping[str, Any]) -> frozenset[str]:

@@ -98,7 +98,7 @@ def procrustes(x: np.ndarray, y: np.ndarray, stat: str = "similarity", align: st
     ``align='permutation'``: the best column permutation (zero-padded) instead of the best rotation
     (ReSi's PermutationProcrustes, netrep's PermutationMetric); the similarity can then be negative.
     """
-    return PROCRUSTES.bind(stat=stat, align=align).compute(x, y).value
+    return PROCRUSTES.bind(stat=stat, align=align).value_of(x, y)
 
 
 _RANGES = {"similarity": (0.0, 1.0), "distance": (0.0, float(np.sqrt(2.0))), "angle": (0.0, float(np.pi / 2))}
