@@ -386,3 +386,14 @@ def test_compare_on_files_matches_library_with_permutation_null(pair_files, spec
     rec = json.loads(out.stdout)["results"][0]
     assert rec["value"] == pytest.approx(want, abs=1e-12)
     assert 0 < rec["p_value"] <= 1
+
+
+@pytest.mark.filterwarnings("ignore::repsim_cli.errors.RepsimWarning")  # few resamples, on purpose
+def test_library_compare_on_arrays_with_nulls():
+    import repsim_cli as rs
+
+    x, y = pair(8, 40, 5, 6)
+    specs = ["shape:alpha=0.5", "procrustes:align=permutation", "aligned_cosine", "soft_match"]
+    res = rs.compare(x, y, specs, permutations=9, bootstrap=9, seed=3)
+    for rec, spec in zip(res, specs):
+        assert rec.value == pytest.approx(parse_metric(spec).compute(x, y).value, abs=1e-12)

@@ -166,3 +166,12 @@ def test_compare_on_files_matches_library_with_permutation_null(pair_files, spec
     rec = json.loads(out.stdout)["results"][0]
     assert rec["value"] == pytest.approx(want, abs=1e-12)
     assert 0 < rec["p_value"] <= 1
+
+
+@pytest.mark.filterwarnings("ignore::repsim_cli.errors.RepsimWarning")  # few resamples, on purpose
+def test_library_compare_on_arrays_with_nulls():
+    import repsim_cli as rs
+
+    x, y = pair(8, 40, 5, 6)
+    res = rs.compare(x, y, ["ridge", "ridge:predict=a,alpha=0.5"], permutations=9, bootstrap=9, seed=3)
+    assert [r.value for r in res] == pytest.approx([ridge_r2(x, y), ridge_r2(x, y, alpha=0.5, predict="a")], abs=1e-12)

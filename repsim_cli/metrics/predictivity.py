@@ -249,8 +249,11 @@ RIDGE = register(
             "Not symmetric: ridge(A, B) predicts B from A (predict=b). Out-of-sample, so it can be negative "
             "(worse than predicting the training mean) and is below 1 even for identical inputs when lambda > 0. "
             "A fixed lambda is not scale-invariant (it is in the units of X^T X); alpha=auto and alpha=0 are. "
-            "Folds are drawn with seed (default 0); JSON details list the chosen lambda per fold."
+            "Folds are drawn with seed (default 0); JSON details list the chosen lambda per fold. Bootstrap "
+            "resamples keep their distinct rows (a duplicate in a training and a held-out fold would leak)."
         ),
         value_range=(float("-inf"), 1.0),
+        # a duplicated input can land in a training fold and the held-out fold: leakage inflates R^2
+        distinct_rows=True,
     )
 )
