@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     for n, f in sizes:
         a, b = make_pair(n, f)
         fns = floor_fns(a, b)
-        repeat = args.repeat or (1 if n >= 10000 else 3)
+        repeat = args.repeat or (1 if n >= 10000 or args.quick else 3)
         for spec in chosen:
             bound = parse_metric(spec)
             value = bound.compute(a, b).value

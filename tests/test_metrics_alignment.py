@@ -122,6 +122,8 @@ def test_shape_alpha_zero_drops_dead_and_duplicated_units_like_cca():
     x, y = pair(3, 30, 4, 4)
     x2 = np.column_stack([x, x[:, 0], np.zeros(30)])  # a duplicated and a dead unit: rank stays 4
     assert shape_distance(x2, y, 0.0) == pytest.approx(shape_distance(x, y, 0.0), abs=1e-10)
+    # the Gram route of 0 < alpha stays accurate as alpha -> 0 with dead/duplicated units (continuity)
+    assert shape_distance(x2, y, 1e-12) == pytest.approx(shape_distance(x2, y, 0.0), abs=1e-9)
 
 
 @settings(max_examples=25, deadline=None)

@@ -66,25 +66,28 @@ class Whitened:
 def _whiten_prepare(x: np.ndarray, params: Mapping[str, Any]) -> Whitened:
     """Partial whitening X~ = Xc (alpha I + (1 - alpha) Xc^T Xc / N)^(-1/2).
 
-    alpha = 0 (pseudo-inverse, rank rule of ``cca``) and F > N use the thin SVD Xc = U S V^T:
-    X~ = U diag(s / sqrt(alpha + (1 - alpha) s^2 / N)) V^T, kept as Z = U diag(...) (N x rank).
-    Otherwise (0 < alpha, F <= N) the F x F Gram's eigendecomposition gives the whitening matrix W,
-    which is well conditioned for alpha > 0 (no SVD of the N x F data).
+    Default route (0 < alpha, F <= N): the F x F Gram's eigendecomposition gives the whitening matrix W
+    (no SVD of the N x F data); eigenvalues within the Gram's rounding (<= l_max max(N, F) eps) count as
+    zero. The thin SVD Xc = U S V^T (X~ = U diag(s / sqrt(alpha + (1 - alpha) s^2 / N)) V^T, kept as
+    Z = U diag(...), N x rank, ``cca``'s rank rule) is used for F > N, for alpha = 0 (pseudo-inverse), and
+    when alpha N is so small next to that rounding that the Gram could not resolve the result to ~1e-8.
     """
     alpha = float(params["alpha"])
     xc = center(x)
     _constant_check(x, xc, "shape")
     n, f = xc.shape
-    if alpha == 0.0 or f > n:
-        u, s = _reduced(xc)
-        gain = s / np.sqrt(alpha + (1.0 - alpha) * s * s / n)
-        return Whitened(u * gain, None, float(np.sum(gain * gain)), f)
-    if alpha == 1.0:
+    if alpha == 1.0 and f <= n:
         return Whitened(xc, None, float(np.vdot(xc, xc)), f)
-    lam, v = np.linalg.eigh(xc.T @ xc)
-    lam = np.clip(lam, 0.0, None)
-    g = 1.0 / np.sqrt(alpha + (1.0 - alpha) * lam / n)
-    return Whitened(xc, (v * g) @ v.T, float(np.sum(lam * g * g)), f)
+    if alpha > 0.0 and f <= n:
+        lam, v = np.linalg.eigh(xc.T @ xc)
+        tol = float(lam[-1]) * max(n, f) * _EPS
+        if alpha * n >= 1e8 * tol:
+            keep = lam > tol
+            g = np.where(keep, 1.0 / np.sqrt(alpha + (1.0 - alpha) * np.clip(lam, 0.0, None) / n), 0.0)
+            return Whitened(xc, (v * g) @ v.T, float(np.sum(np.where(keep, lam, 0.0) * g * g)), f)
+    u, s = _reduced(xc)
+    gain = s / np.sqrt(alpha + (1.0 - alpha) * s * s / n)
+    return Whitened(u * gain, None, float(np.sum(gain * gain)), f)
 
 
 def _whiten_permute(prep: Whitened, perm: np.ndarray, params: Mapping[str, Any]) -> Whitened:
