@@ -178,6 +178,7 @@ SHAPE = register(
         symmetric=True,
         invariances=frozenset({"orthogonal", "permutation", "translation"}),
         extra_invariances=_shape_invariances,
+        doc_variants=({"alpha": 0.5}, {"alpha": 0.0}),
         min_n=2,
         formula=(
             "X~ = Xc (a I + (1-a) Xc^T Xc/N)^(-1/2) (zero-padded); angular = arccos(||X~^T Y~||_* / (||X~||_F ||Y~||_F)); "

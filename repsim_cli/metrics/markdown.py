@@ -39,7 +39,7 @@ def _variants(metric: Metric) -> list[dict[str, Any]]:
         for choice in p.choices or ():
             if choice != p.default:
                 out.append({p.name: choice})
-    return out
+    return out + [dict(v) for v in metric.doc_variants]
 
 
 def kind_text(metric: Metric) -> str:

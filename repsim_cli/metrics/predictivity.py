@@ -236,6 +236,7 @@ RIDGE = register(
         symmetric=False,
         invariances=frozenset({"orthogonal", "permutation", "translation"}),
         extra_invariances=_ridge_invariances,
+        doc_variants=({"alpha": 1.0},),
         min_n=lambda p: 2 * int(p["folds"]),
         formula=(
             "1 - sum_folds ||Y_t - (X_t - xbar) W - ybar||^2 / sum_folds ||Y_t - ybar||^2, "
