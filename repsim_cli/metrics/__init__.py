@@ -24,6 +24,11 @@ from repsim_cli.metrics.cca import cca, linear_regression_r2, pwcca, svcca  # no
 from repsim_cli.metrics.shape import procrustes  # noqa: E402
 from repsim_cli.metrics.rsa import mutual_knn, rsa  # noqa: E402
 
+# isort: split
+# the catalog additions of issue 13 register after the metrics above (the registry's order is the docs' order)
+from repsim_cli.metrics.alignment import aligned_cosine, shape_distance, soft_match_distance  # noqa: E402
+from repsim_cli.metrics.predictivity import ridge_r2  # noqa: E402
+
 __all__ = [
     "INVARIANCES",
     "REGISTRY",
@@ -34,6 +39,7 @@ __all__ = [
     "get_metric",
     "parse_metric",
     "register",
+    "aligned_cosine",
     "cca",
     "correlation_matrix",
     "hsic",
@@ -45,6 +51,9 @@ __all__ = [
     "procrustes",
     "pwcca",
     "rbf_cka",
+    "ridge_r2",
     "rsa",
+    "shape_distance",
+    "soft_match_distance",
     "svcca",
 ]
