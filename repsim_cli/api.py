@@ -5,7 +5,8 @@
 same inputs give the same records, warnings and errors. Errors raise
 :class:`~repsim_cli.errors.RepsimError` (a ``ValueError``) with the message the CLI prints;
 caveats are issued as :class:`~repsim_cli.errors.RepsimWarning` s; nothing prints to stdout,
-and progress bars (rich, on stderr) appear only with ``progress=True``.
+and progress (on stderr) appears only with ``progress=True`` (a rich bar) or ``"auto"`` /
+``"always"`` (a bar on a terminal, periodic lines elsewhere; see :mod:`repsim_cli.render.progress`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from repsim_cli.io.layers import describe_file, split_selector
 from repsim_cli.io.sources import MemoryScope, Source, as_array
 from repsim_cli.metrics import BoundMetric, parse_metric
 from repsim_cli.render.progress import progress as progress_bar
+from repsim_cli.render.progress import progress_mode
 from repsim_cli.results import Grid, InputSimilarity, Record, Results, TestResult
 
 MetricSpec = Union[str, BoundMetric]  # noqa: UP007 (a runtime alias)
@@ -81,7 +83,7 @@ def compare(
     pool: str = "none",
     channel_axis: int = 1,
     stream: bool | None = None,
-    progress: bool = False,
+    progress: bool | str = False,
     details: bool = False,
     jobs: int = 1,
     max_gram: int = 20000,
@@ -97,6 +99,9 @@ def compare(
     resamples) whatever ``jobs``. ``stream`` reads files in row blocks (linear CKA; default:
     automatic when the layers would not fit in memory).
 
+    ``progress``: ``False`` (default), ``True`` (a rich bar), or ``"auto"`` / ``"always"`` /
+    ``"never"`` as the CLI's ``--progress``.
+
     Returns :class:`~repsim_cli.results.Results` (``.value`` for a single record).
 
     >>> import numpy as np, repsim_cli as rs
@@ -104,6 +109,7 @@ def compare(
     >>> round(rs.compare(x, x @ np.linalg.qr(np.random.default_rng(1).standard_normal((8, 8)))[0]).value, 12)
     1.0
     """
+    progress_mode(progress)
     bound = _bind_all(metrics)
     options = _options(seed, max_samples, samples, pool, channel_axis, max_gram)
     with MemoryScope() as mem:
@@ -137,7 +143,7 @@ def heatmap(
     channel_axis: int = 1,
     max_gram: int = 20000,
     max_memory: float = grid_engine.DEFAULT_MAX_MEMORY_GIB,
-    progress: bool = False,
+    progress: bool | str = False,
 ) -> Grid:
     """Layer x layer grid of one metric (``repsim heatmap``): rows = A's layers, columns = B's.
 
@@ -156,6 +162,7 @@ def heatmap(
     >>> grid.values.shape, float(grid.values[0, 0])
     ((2, 2), 1.0)
     """
+    progress_mode(progress)
     bound = _bind(metric)
     if max_memory <= 0:
         raise RepsimError(f"max_memory must be > 0 GiB, got {max_memory}")
@@ -190,7 +197,7 @@ def test(
     pool: str = "none",
     channel_axis: int = 1,
     max_gram: int = 20000,
-    progress: bool = False,
+    progress: bool | str = False,
 ) -> TestResult:
     """Do groups of runs (e.g. seeds of two training methods) differ more than runs within a group?
 
@@ -211,6 +218,7 @@ def test(
     >>> result.statistic > 0, result.p_value  # 10 splits of 3 + 3 runs: the smallest p is 0.1
     (True, 0.1)
     """
+    progress_mode(progress)
     bound = _bind(metric)
     if null not in ("labels", "bootstrap"):
         raise RepsimError(f"null must be labels or bootstrap, got {null!r}")
@@ -262,7 +270,7 @@ def inputsim(
     keep_kernel: bool = False,
     block_size: int | None = None,
     seed: int = 0,
-    progress: bool = False,
+    progress: bool | str = False,
 ) -> InputSimilarity:
     """Input similarity from the network's perspective (Charpiat et al., NeurIPS 2019; ``repsim inputsim``).
 
@@ -281,6 +289,7 @@ def inputsim(
     >>> rs.inputsim(g, top_k=1).neighbor_index.ravel().tolist()
     [1, 0, 1]
     """
+    progress_mode(progress)
     with MemoryScope() as mem:
         g = _gradients(mem, grads, "GRADS")
         ref = _gradients(mem, reference, "reference") if reference is not None else None

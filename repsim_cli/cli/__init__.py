@@ -6,12 +6,13 @@ Each subcommand lives in its own module and registers itself on :data:`app`.
 
 from __future__ import annotations
 
+import signal
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 import typer
 
-from repsim_cli.cli._app import app, error
+from repsim_cli.cli._app import Terminated, app, error
 
 try:  # typer >= 0.25 vendors click
     from typer._click.exceptions import ClickException, UsageError
@@ -34,6 +35,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     stderr and exit code 2, like every other bad input.
     """
     args = list(argv) if argv is not None else sys.argv[1:]
+    install_signal_handlers()
     try:
         rv = app(args=args, prog_name="repsim", standalone_mode=False)
     except UsageError as exc:
@@ -46,10 +48,44 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ClickException as exc:
         error(exc.format_message())
         sys.exit(exc.exit_code)
-    except (KeyboardInterrupt, typer.Abort):
-        error("interrupted")
-        sys.exit(130)
-    sys.exit(rv if isinstance(rv, int) else 0)
+    except (KeyboardInterrupt, typer.Abort) as exc:
+        error(str(exc) if isinstance(exc, Terminated) else "interrupted")
+        sys.exit(getattr(exc, "exit_code", 130))
+    sys.exit(_flushed(rv if isinstance(rv, int) else 0))
+
+
+def _flushed(code: int) -> int:
+    """``code``, or 2 if what is still buffered for stdout cannot be written (a full disk, a size limit)."""
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        return code
+    except OSError as exc:
+        error(f"standard output: write failed ({exc.strerror or exc}); the output is incomplete")
+        return 2
+    return code
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated(signum)
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM and SIGHUP end a run like Ctrl-C (temporaries removed, workers stopped), exit 128 + signal.
+
+    A signal the caller chose to ignore (``nohup`` ignores SIGHUP) stays ignored. SIGXFSZ (a
+    file-size limit, ``ulimit -f``) is ignored so that the write fails with EFBIG and is reported
+    as one line instead of killing the process mid-write.
+    """
+    try:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(sig) == signal.SIG_DFL:
+                signal.signal(sig, _terminate)
+        if hasattr(signal, "SIGXFSZ"):
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    except ValueError:  # not the main thread (main() called from a thread): leave signals alone
+        pass
 
 
 __all__ = ["app", "main"]

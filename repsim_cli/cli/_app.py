@@ -13,6 +13,7 @@ import typer
 
 from repsim_cli import __version__
 from repsim_cli.errors import RepsimError, RepsimWarning
+from repsim_cli.render.tables import escape_text
 
 app = typer.Typer(
     name="repsim",
@@ -48,20 +49,54 @@ def _root(
     """repsim: representation similarity from activation files."""
 
 
+#: per-run state of the diagnostics: ``--quiet`` and the number of warnings it held back
+_DIAGNOSTICS = {"quiet": False, "held": 0}
+
+
+def _stderr_line(line: str) -> None:
+    """Write one line to stderr; a failure (stderr closed, full, a broken pipe) is ignored.
+
+    Diagnostics never decide the exit code: that is what the result says.
+    """
+    try:
+        stream = sys.stderr
+        if stream is None:
+            return
+        stream.write(line + "\n")
+        stream.flush()
+    except Exception:  # noqa: BLE001 - printing a diagnostic must never change the outcome
+        pass
+
+
 def error(message: str) -> None:
-    """One line on stderr (plain text: messages may contain brackets)."""
-    sys.stderr.write(f"repsim: error: {message}\n")
-    sys.stderr.flush()
+    """One line on stderr (plain text: messages may contain brackets; control characters escaped)."""
+    _stderr_line(f"repsim: error: {escape_text(message)}")
 
 
 def warning(message: str) -> None:
-    sys.stderr.write(f"repsim: warning: {message}\n")
-    sys.stderr.flush()
+    """``repsim: warning: ...`` on stderr, or counted for the summary line under ``--quiet``."""
+    if _DIAGNOSTICS["quiet"]:
+        _DIAGNOSTICS["held"] += 1
+        return
+    _stderr_line(f"repsim: warning: {escape_text(message)}")
 
 
 def info(message: str) -> None:
-    sys.stderr.write(f"{message}\n")
-    sys.stderr.flush()
+    _stderr_line(escape_text(message))
+
+
+def begin_diagnostics(quiet: bool) -> None:
+    """Start a command: ``quiet`` holds warnings back (see :func:`end_diagnostics`)."""
+    _DIAGNOSTICS.update(quiet=bool(quiet), held=0)
+
+
+def end_diagnostics() -> None:
+    """Under ``--quiet``, one line summarising the warnings held back (none: nothing)."""
+    held = _DIAGNOSTICS["held"]
+    if _DIAGNOSTICS["quiet"] and held:
+        noun = "warning" if held == 1 else "warnings"
+        _stderr_line(f"repsim: {held} {noun} (run without --quiet to see them)")
+    _DIAGNOSTICS.update(quiet=False, held=0)
 
 
 #: library parameter names -> the command-line flags that set them (the library's messages speak
@@ -74,6 +109,8 @@ PARAM_FLAGS = {
     "samples": "--samples", "pool": "--pool", "stream": "--stream", "permutations": "--permutations",
     "bootstrap": "--bootstrap", "alpha": "--alpha", "rcond": "--rcond", "threshold": "--threshold",
     "seed": "--seed", "jobs": "--jobs", "ci": "--ci", "format": "--format", "null": "--null",
+    "progress": "--progress", "quiet": "--quiet", "kernel_out": "--kernel-out", "data_out": "--data-out",
+    "output": "-o",
 }
 _UNDERSCORED = re.compile(r"(?<![\w.:=-])(" + "|".join(k for k in PARAM_FLAGS if "_" in k) + r")\b")
 _PLAIN = re.compile(
@@ -93,35 +130,56 @@ def _show_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> Non
     warning(to_flags(str(message)))
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread so that temporaries are cleaned as on Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        name = signal.Signals(signum).name
+        super().__init__(f"terminated by {name}")
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
 def handle_errors(fn: F) -> F:
     """Turn bad input into one line and exit 2, Ctrl-C into exit 130; never a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        begin_diagnostics(bool(kwargs.get("quiet")))
         try:
-            with warnings.catch_warnings():  # library warnings -> "repsim: warning: ..." lines
-                warnings.simplefilter("always", RepsimWarning)
-                warnings.showwarning = _show_warning
-                return fn(*args, **kwargs)
-        except RepsimError as exc:
-            error(to_flags(str(exc)))
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            error("interrupted")
-            raise typer.Exit(130) from None
-        except MemoryError:
-            error("out of memory; reduce the inputs with --max-samples or --pool mean")
-            raise typer.Exit(2) from None
-        except BrokenPipeError:
-            raise typer.Exit(0) from None
-        except OSError as exc:  # a file problem the loaders did not anticipate: still one line
-            where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-            error(f"{where}{exc.strerror or exc}")
-            raise typer.Exit(2) from None
-        except Exception as exc:  # a case nobody anticipated: one line, not exit 1 (the CI-gate code)
-            if os.environ.get("REPSIM_DEBUG") or type(exc).__module__.split(".")[0] in ("typer", "click"):
-                raise  # typer's own exits and usage errors
-            error(f"unexpected {type(exc).__name__}: {exc} (set REPSIM_DEBUG=1 for a traceback, and please report it)")
-            raise typer.Exit(2) from None
+            return _run_command(fn, args, kwargs)
+        finally:
+            end_diagnostics()
 
     return wrapper  # type: ignore[return-value]
+
+
+def _run_command(fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    """Run a subcommand: bad input -> one line and exit 2; Ctrl-C/SIGTERM/SIGHUP -> 128 + signal."""
+    try:
+        with warnings.catch_warnings():  # library warnings -> "repsim: warning: ..." lines
+            warnings.simplefilter("always", RepsimWarning)
+            warnings.showwarning = _show_warning
+            return fn(*args, **kwargs)
+    except RepsimError as exc:
+        error(to_flags(str(exc)))
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP turned into it by the entry point
+        error(str(exc) if isinstance(exc, Terminated) else "interrupted")
+        raise typer.Exit(getattr(exc, "exit_code", 130)) from None
+    except MemoryError:
+        error("out of memory; reduce the inputs with --max-samples or --pool mean")
+        raise typer.Exit(2) from None
+    except BrokenPipeError:
+        raise typer.Exit(0) from None
+    except OSError as exc:  # a file problem the loaders did not anticipate: still one line
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        error(f"{where}{exc.strerror or exc}")
+        raise typer.Exit(2) from None
+    except Exception as exc:  # a case nobody anticipated: one line, not exit 1 (the CI-gate code)
+        if os.environ.get("REPSIM_DEBUG") or type(exc).__module__.split(".")[0] in ("typer", "click"):
+            raise  # typer's own exits and usage errors
+        error(f"unexpected {type(exc).__name__}: {exc} (set REPSIM_DEBUG=1 for a traceback, and please report it)")
+        raise typer.Exit(2) from None

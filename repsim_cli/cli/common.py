@@ -9,12 +9,30 @@ import typer
 
 from repsim_cli.engines.compare import LoadOptions
 from repsim_cli.io.layers import split_selector
-from repsim_cli.render import check_output_path, choose_format, render_text, to_delimited, to_json, write_atomic
+from repsim_cli.render import (
+    check_distinct_outputs,
+    check_output_path,
+    choose_format,
+    render_text,
+    to_delimited,
+    to_json,
+    write_atomic,
+    write_stdout,
+)
+from repsim_cli.render.output import STDOUT
 from repsim_cli.render.progress import progress
 
 # ---- option declarations reused by several commands (same names, same help everywhere)
 FormatOpt = typer.Option(None, "--format", "-f", help="table | json | csv | tsv (default: from -o's extension, else table).")
-OutputOpt = typer.Option(None, "--output", "-o", help="Write the output to FILE atomically instead of stdout; never overwrites an input file.")
+OutputOpt = typer.Option(None, "--output", "-o", help=(
+    "Write the output to FILE instead of stdout: atomically for a regular file, in place for a device or FIFO "
+    "(/dev/null, /dev/stdout); - is stdout. Never overwrites an input file."
+))
+QuietOpt = typer.Option(False, "--quiet", "-q", help="Summarise warnings in one line on stderr (the JSON output keeps them all).")
+ProgressOpt = typer.Option("auto", "--progress", help=(
+    "auto | always | never. auto: a bar on a terminal; otherwise one line about every 10 s (done/total, ETA) "
+    "for work that lasts longer than that."
+))
 SeedOpt = typer.Option(0, "--seed", min=0, help="Seed (>= 0) for every random choice (subsets, permutations, bootstrap); echoed in the output.")
 MaxSamplesOpt = typer.Option(None, "--max-samples", help="Use a random subset of M inputs (rows), the same rows on every side (seeded by --seed).")
 SamplesOpt = typer.Option(None, "--samples", help=".npy file of 0-based row indices to use on every side.")
@@ -32,11 +50,18 @@ def load_options(
     return LoadOptions(max_samples, seed, samples, pool, channel_axis, max_gram)
 
 
-def check_outputs(fmt: str | None, output: str | None, protected: Sequence[str]) -> None:
-    """Validate ``--format`` and ``-o`` before any work (never compute for minutes, then refuse)."""
-    choose_format(fmt, output)
+def check_outputs(
+    fmt: str | None, output: str | None, protected: Sequence[str], others: dict[str, str | None] | None = None
+) -> None:
+    """Validate ``--format``, ``-o`` and the command's other outputs before any work.
+
+    ``others`` maps flags (``--kernel-out``) to paths: none may name the same file as another
+    output or an input (never compute for minutes, then refuse or overwrite).
+    """
+    choose_format(fmt, None if output == STDOUT else output)
     if output is not None:
         check_output_path(output, protected)
+    check_distinct_outputs({"-o": output, **(others or {})})
 
 
 def input_files(args: Sequence[str | None]) -> list[str]:
@@ -53,18 +78,20 @@ def emit(
     table: Callable[[], Any],
 ) -> None:
     """Print or atomically write ``doc`` (json), ``records`` (csv/tsv) or ``table()`` (a rich renderable)."""
+    if output == STDOUT:
+        output = None
     kind = choose_format(fmt, output)
     if output is not None:
         check_output_path(output, protected)
     if kind == "table" and output is None and sys.stdout.isatty():
         from rich.console import Console
 
-        Console().print(table())
+        Console(markup=False).print(table())  # markup=False: names in cells are text, never markup
+        sys.stdout.flush()
         return
     text = format_text(kind, doc, records, table)
     if output is None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        write_stdout(text)
     else:
         write_atomic(output, text, protected)
 
@@ -85,5 +112,5 @@ def format_text(
 
 
 def progress_bar(description: str, total: int) -> Any:
-    """A rich progress bar on stderr when stderr is a terminal; otherwise no output at all."""
-    return progress(description, total, enabled=sys.stderr.isatty())
+    """Progress on stderr in ``auto`` mode (see :mod:`repsim_cli.render.progress`)."""
+    return progress(description, total, enabled="auto")

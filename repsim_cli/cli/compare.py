@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import typer
 
 from repsim_cli import api
@@ -15,6 +13,8 @@ from repsim_cli.cli.common import (
     MaxSamplesOpt,
     OutputOpt,
     PoolOpt,
+    ProgressOpt,
+    QuietOpt,
     SamplesOpt,
     SeedOpt,
     check_outputs,
@@ -74,6 +74,8 @@ def compare(
         help="Linear CKA only: never hold a layer in memory (row blocks into F x F moments, or column blocks into "
         "N x N Grams for layers wider than N). Default: automatic when the layers would not fit in half the RAM.",
     ),
+    quiet: bool = QuietOpt,
+    progress: str = ProgressOpt,
 ) -> None:
     """Compare two representations: A and B are files or FILE:LAYER selectors.
 
@@ -85,7 +87,7 @@ def compare(
     results = api.compare(
         a, b, list(metric), permutations=permutations, bootstrap=bootstrap, ci=ci, seed=seed,
         max_samples=max_samples, samples=samples, pool=pool, channel_axis=channel_axis, stream=stream,
-        progress=sys.stderr.isatty(), details=details, jobs=jobs, max_gram=max_gram,
+        progress=progress, details=details, jobs=jobs, max_gram=max_gram,
     )
     records = results.to_dicts()
     emit(results.to_dict(), records, fmt, output, protected, lambda: compare_table(records, seed))

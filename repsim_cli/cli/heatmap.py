@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any, Sequence
 
 import typer
@@ -16,6 +15,8 @@ from repsim_cli.cli.common import (
     MaxGramOpt,
     MaxSamplesOpt,
     PoolOpt,
+    ProgressOpt,
+    QuietOpt,
     SamplesOpt,
     SeedOpt,
     emit,
@@ -25,7 +26,8 @@ from repsim_cli.cli.common import (
 from repsim_cli.errors import RepsimError
 from repsim_cli.io.layers import split_selector
 from repsim_cli.metrics import parse_metric
-from repsim_cli.render import FORMATS, check_output_path, write_atomic
+from repsim_cli.render import FORMATS, check_distinct_outputs, check_output_path, write_atomic
+from repsim_cli.render.output import STDOUT
 from repsim_cli.render.terminal import GRID_WIDTH, grid_table, shorten, viridis_hex  # noqa: F401 (re-exported)
 
 DATA_EXTENSIONS = {".json": "json", ".csv": "csv", ".tsv": "tsv", ".txt": "table"}
@@ -75,6 +77,8 @@ def heatmap(
     pool: str = PoolOpt,
     channel_axis: int = ChannelAxisOpt,
     max_gram: int = MaxGramOpt,
+    quiet: bool = QuietOpt,
+    progress: str = ProgressOpt,
 ) -> None:
     """Layer x layer grid of one metric: rows = A's layers, columns = B's (or A's) layers.
 
@@ -98,7 +102,7 @@ def heatmap(
         _pyplot()  # fail now, not after the computation, if matplotlib is missing
     grid = api.heatmap(
         a, b, metric, permutations=permutations, alpha=alpha, seed=seed, max_samples=max_samples, samples=samples,
-        pool=pool, channel_axis=channel_axis, max_gram=max_gram, max_memory=max_memory, progress=sys.stderr.isatty(),
+        pool=pool, channel_axis=channel_axis, max_gram=max_gram, max_memory=max_memory, progress=progress,
     )
     _write_outputs(grid, plan, [split_selector(x)[0] for x in (a, b) if x is not None], protected, annotate, vmin, vmax)
 
@@ -111,8 +115,10 @@ def _plan_outputs(output: str | None, fmt: str | None, data_out: str | None, pro
                             "stdout_kind": fmt or "table", "extra": None, "extra_kind": None}
     if output is not None:
         check_output_path(output, protected)
-        plan["image_kind"] = image_format(output)
-        if plan["image_kind"] is not None:
+        plan["image_kind"] = image_format(output) if output != STDOUT else None
+        if output == STDOUT:  # -o -: data on stdout, in --format (default table)
+            plan.update(stdout_kind=fmt or "table")
+        elif plan["image_kind"] is not None:
             plan["image"] = output
         else:
             ext = os.path.splitext(output)[1].lower()
@@ -127,8 +133,7 @@ def _plan_outputs(output: str | None, fmt: str | None, data_out: str | None, pro
         ext = os.path.splitext(data_out)[1].lower()
         if ext not in DATA_EXTENSIONS:
             raise RepsimError(f"--data-out {data_out}: extension must be one of {', '.join(DATA_EXTENSIONS)}, got {ext or '(none)'!r}")
-        if output is not None and os.path.realpath(output) == os.path.realpath(data_out):
-            raise RepsimError(f"-o and --data-out name the same file {data_out}")
+        check_distinct_outputs({"-o": output, "--data-out": data_out})
         plan.update(extra=data_out, extra_kind=DATA_EXTENSIONS[ext])
     return plan
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
 import numpy as np
 import typer
 
 from repsim_cli import api
 from repsim_cli.cli._app import app, handle_errors, info
-from repsim_cli.cli.common import FormatOpt, OutputOpt, SeedOpt, check_outputs, emit, input_files
+from repsim_cli.cli.common import FormatOpt, OutputOpt, ProgressOpt, QuietOpt, SeedOpt, check_outputs, emit, input_files
 from repsim_cli.errors import RepsimError
 from repsim_cli.render import check_output_path
 from repsim_cli.render.kernel import check_kernel_dtype, kernel_attributes, write_kernel_h5
@@ -73,6 +70,8 @@ def inputsim(
     fmt: str | None = FormatOpt,
     output: str | None = OutputOpt,
     seed: int = SeedOpt,
+    quiet: bool = QuietOpt,
+    progress: str = ProgressOpt,
 ) -> None:
     """Input similarity from the network's perspective (Charpiat et al., NeurIPS 2019).
 
@@ -82,16 +81,14 @@ def inputsim(
     streamed in column blocks; N x P is never held in memory.
     """
     protected = input_files([grads, reference, train, query_file])
-    check_outputs(fmt, output, protected)
+    check_outputs(fmt, output, protected, {"--kernel-out": kernel_out})
     if kernel_out is not None:
-        check_output_path(kernel_out, protected)
-        if output is not None and os.path.realpath(kernel_out) == os.path.realpath(output):
-            raise RepsimError(f"--kernel-out and -o name the same file {output}; choose two paths")
+        check_output_path(kernel_out, protected, regular_only=True)
         check_kernel_dtype(kernel_dtype)
     sim = api.inputsim(
         grads, reference=reference, query=parse_query(query, query_file), top_k=top_k, threshold=threshold,
         alpha=alpha, include_self=include_self, drop_zero=drop_zero, multi_output=multi_output, rcond=rcond,
-        train=train, keep_kernel=kernel_out is not None, block_size=block_size, seed=seed, progress=sys.stderr.isatty(),
+        train=train, keep_kernel=kernel_out is not None, block_size=block_size, seed=seed, progress=progress,
     )
     if kernel_out is not None:
         attrs = kernel_attributes(sim.result, sim.body, rcond, seed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from repsim_cli.cli._app import app, handle_errors
-from repsim_cli.cli.common import ChannelAxisOpt, FormatOpt, OutputOpt, PoolOpt, emit, input_files
+from repsim_cli.cli.common import ChannelAxisOpt, FormatOpt, OutputOpt, PoolOpt, QuietOpt, emit, input_files
 from repsim_cli.io.layers import describe_file
 from repsim_cli.render import envelope
 from repsim_cli.render.terminal import inspect_table
@@ -34,6 +34,7 @@ def inspect(
     ),
     pool: str = PoolOpt,
     channel_axis: int = ChannelAxisOpt,
+    quiet: bool = QuietOpt,
 ) -> None:
     """List each file's layers (shape, dtype, N, features after flattening/pooling, constant columns) and other arrays.
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from repsim_cli.cli._app import app, handle_errors
-from repsim_cli.cli.common import FormatOpt, OutputOpt, emit
+from repsim_cli.cli.common import FormatOpt, OutputOpt, QuietOpt, emit
 from repsim_cli.metrics import INVARIANCES, REGISTRY
 from repsim_cli.metrics.markdown import describe
 from repsim_cli.render import envelope
@@ -23,6 +23,7 @@ EPILOG = """
 def metrics(
     fmt: str | None = FormatOpt,
     output: str | None = OutputOpt,
+    quiet: bool = QuietOpt,
 ) -> None:
     """List every metric: parameters, similarity or distance, symmetry, invariances, minimum N, formula, reference."""
     entries = [describe(m) for m in REGISTRY.values()]

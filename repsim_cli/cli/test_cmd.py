@@ -8,7 +8,6 @@ Parsing and rendering live here; the engine is :func:`repsim_cli.api.test`, the 
 
 from __future__ import annotations
 
-import sys
 from typing import Any, Sequence
 
 import typer
@@ -23,6 +22,8 @@ from repsim_cli.cli.common import (
     MaxSamplesOpt,
     OutputOpt,
     PoolOpt,
+    ProgressOpt,
+    QuietOpt,
     SamplesOpt,
     SeedOpt,
     check_outputs,
@@ -145,6 +146,8 @@ def group_test_command(
     pool: str = PoolOpt,
     channel_axis: int = ChannelAxisOpt,
     max_gram: int = MaxGramOpt,
+    quiet: bool = QuietOpt,
+    progress: str = ProgressOpt,
 ) -> None:
     """Do groups of runs (e.g. seeds of two training methods) differ more than runs within a group?
 
@@ -160,7 +163,7 @@ def group_test_command(
     check_outputs(fmt, output, protected)
     result = api.test(
         groups, metric, null=null, n_resamples=n_resamples, ci=ci, seed=seed, layer=layer, max_samples=max_samples,
-        samples=samples, pool=pool, channel_axis=channel_axis, max_gram=max_gram, progress=sys.stderr.isatty(),
+        samples=samples, pool=pool, channel_axis=channel_axis, max_gram=max_gram, progress=progress,
     )
     doc = result.to_dict()
     emit(doc, result.rows, fmt, output, protected, lambda: group_test_table(doc))

@@ -6,11 +6,19 @@
 - :mod:`repsim_cli.render.output` -- atomic output files that never overwrite an input.
 """
 
-from repsim_cli.render.output import atomic_output, check_not_input, check_output_path, write_atomic
+from repsim_cli.render.output import (
+    atomic_output,
+    check_distinct_outputs,
+    check_not_input,
+    check_output_path,
+    write_atomic,
+    write_stdout,
+)
 from repsim_cli.render.tables import (
     CORE_COLUMNS,
     FORMATS,
     choose_format,
+    escape_text,
     flatten_record,
     fmt_value,
     format_params,
@@ -24,10 +32,12 @@ __all__ = [
     "CORE_COLUMNS",
     "FORMATS",
     "atomic_output",
+    "check_distinct_outputs",
     "check_not_input",
     "check_output_path",
     "choose_format",
     "envelope",
+    "escape_text",
     "flatten_record",
     "fmt_value",
     "format_params",
@@ -35,4 +45,5 @@ __all__ = [
     "to_delimited",
     "to_json",
     "write_atomic",
+    "write_stdout",
 ]

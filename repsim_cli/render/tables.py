@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,6 +21,60 @@ FORMATS = ("table", "json", "csv", "tsv")
 _EXTENSIONS = {".json": "json", ".csv": "csv", ".tsv": "tsv", ".txt": "table"}
 #: leading CSV columns, in this order; other keys follow in order of first appearance
 CORE_COLUMNS = ("a", "b", "metric", "params", "value", "n_samples", "features_a", "features_b")
+
+
+#: C0 controls (tab and newline included), DEL, C1 controls, and the bidirectional overrides
+#: and isolates that reorder what a terminal shows (Trojan Source)
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_text(text: str) -> str:
+    r"""``text`` safe to print on a terminal: control characters and escape sequences made visible.
+
+    Dataset names and attributes are untrusted: ``\x1b]0;title\x07`` would retitle the window,
+    ``\x1b[2J`` clear the screen, a newline start a fake ``repsim: error:`` line. Each control
+    character (C0 including tab and newline, DEL, C1, and bidi overrides) becomes ``\n``,
+    ``\t``, ``\r``, ``\xNN`` or ``\uNNNN``; printable Unicode is kept. JSON output does not
+    need this (``json.dumps`` escapes), CSV uses :func:`csv_safe` instead.
+    """
+    if not _UNSAFE.search(text):
+        return text
+    return _UNSAFE.sub(lambda m: _NAMED.get(m.group(), _hex(m.group())), text)
+
+
+def _hex(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_deep(value: Any) -> Any:
+    """:func:`escape_text` applied to every string in nested dicts, lists and tuples (keys included)."""
+    if isinstance(value, str):
+        return escape_text(value)
+    if isinstance(value, dict):
+        return {escape_deep(k): escape_deep(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(escape_deep(v) for v in value) if isinstance(value, list) else tuple(escape_deep(v) for v in value)
+    return value
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(cell: str) -> str:
+    """Quote a CSV/TSV cell that a spreadsheet would run as a formula (OWASP: prefix ``'``).
+
+    Cells starting with ``=``, ``+``, ``-``, ``@``, tab or CR get a leading single quote, unless
+    the cell is a number (``-0.5``, ``-inf``, ``1e-3`` stay numbers).
+    """
+    if not cell.startswith(_FORMULA_START):
+        return cell
+    try:
+        float(cell)
+    except ValueError:
+        return "'" + cell
+    return cell
 
 
 def choose_format(fmt: str | None, output: str | None) -> str:
@@ -87,9 +142,9 @@ def to_delimited(records: Sequence[dict[str, Any]], sep: str, seed: int | None =
     columns.append("warnings")
     buf = io.StringIO()
     writer = csv.writer(buf, delimiter=sep, lineterminator="\n")
-    writer.writerow(columns)
+    writer.writerow([csv_safe(c) for c in columns])
     for row in rows:
-        writer.writerow([_cell(row.get(c)) for c in columns])
+        writer.writerow([csv_safe(_cell(row.get(c))) for c in columns])
     return buf.getvalue()
 
 
@@ -108,6 +163,7 @@ def render_text(renderable: Any, width: int | None = None) -> str:
     from rich.console import Console
 
     buf = io.StringIO()
-    console = Console(file=buf, width=width or 200, force_terminal=False, color_system=None, highlight=False)
+    console = Console(file=buf, width=width or 200, force_terminal=False, color_system=None, highlight=False,
+                      markup=False)  # names in cells are text, never rich markup
     console.print(renderable)
     return buf.getvalue()

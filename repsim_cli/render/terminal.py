@@ -1,7 +1,10 @@
 """Terminal renderings (rich): compare tables, the terminal heatmap, group tests, inputsim, inspect, metrics.
 
 Each function turns a result document (the JSON-ready dicts the library returns) into a rich
-renderable; nothing here computes a statistic.
+renderable; nothing here computes a statistic. Names and attributes come from the user's files
+and are untrusted: every string shown goes through :func:`~repsim_cli.render.tables.escape_text`
+(control characters and escape sequences made visible), and the consoles that print these
+renderables run with ``markup=False`` (a name is never read as rich markup).
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from repsim_cli.io.layers import split_selector
-from repsim_cli.render.tables import fmt_value
+from repsim_cli.render.tables import escape_deep, escape_text, fmt_value
 
 #: the terminal grid is laid out for this many columns (12 layers fit)
 GRID_WIDTH = 80
@@ -25,6 +28,7 @@ def compare_table(records: Sequence[dict[str, Any]], seed: int) -> Any:
 
     from repsim_cli.io.layers import split_selector
 
+    records = escape_deep(list(records))
     files_a = {split_selector(r["a"])[0] for r in records}
     files_b = {split_selector(r["b"])[0] for r in records}
     short = len(files_a) == 1 and len(files_b) == 1
@@ -161,6 +165,8 @@ def grid_table(result: Any, files: Sequence[str], vmin: float | None = None, vma
     from rich.text import Text
 
     m = result.matrix
+    files = [escape_text(f) for f in files]
+    row_names = [escape_text(n) for n in result.row_names]
     lo = float(np.nanmin(m)) if vmin is None else vmin
     hi = float(np.nanmax(m)) if vmax is None else vmax
     span = hi - lo if hi > lo else 1.0
@@ -169,9 +175,9 @@ def grid_table(result: Any, files: Sequence[str], vmin: float | None = None, vma
     table = Table(box=None, padding=(0, 0), show_edge=False, pad_edge=False)
     table.add_column("", justify="left", no_wrap=True, min_width=label_w, max_width=label_w)
     for name in result.col_names:
-        table.add_column(" " + shorten(name, cell_w), justify="right", no_wrap=True, min_width=cell_w + 1)
+        table.add_column(" " + shorten(escape_text(name), cell_w), justify="right", no_wrap=True, min_width=cell_w + 1)
     for i in range(m.shape[0]):
-        row: list[Any] = [Text(shorten(result.row_names[i], label_w))]
+        row: list[Any] = [Text(shorten(row_names[i], label_w))]
         for j in range(m.shape[1]):
             v = float(m[i, j])
             t = (v - lo) / span if similar else (hi - v) / span
@@ -194,7 +200,7 @@ def group_test_table(doc: dict[str, Any]) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-
+    doc = escape_deep(doc)
     results = doc["results"]
     spec = doc["metric"] + _nondefault({"metric": doc["metric"], "params": doc["params"]})
     pairs = Table(title=f"pairwise {spec}", title_justify="left")
@@ -247,6 +253,7 @@ def inputsim_table(records: Sequence[dict[str, Any]], summary: dict[str, Any], s
     """A rich table, one row per input; neighbours as ``index(label) kernel``."""
     from rich.table import Table
 
+    records, summary = escape_deep(list(records)), escape_deep(summary)
     cols = [("input", "index")]
     if any("label" in r for r in records):
         cols.append(("label", "label"))
@@ -277,6 +284,7 @@ def inspect_table(docs: list[dict[str, Any]], constant: bool) -> Any:
     from rich.console import Group
     from rich.table import Table
 
+    docs = escape_deep(docs)
     parts = []
     for d in docs:
         table = Table(title=f"{d['file']} ({d['format']})", title_justify="left")

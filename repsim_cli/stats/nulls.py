@@ -17,7 +17,9 @@ Tibshirani, "An Introduction to the Bootstrap", 1993, ch. 13.
 from __future__ import annotations
 
 import math
+import os
 import signal
+import sys
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -184,12 +186,47 @@ class _Job:
 _WORKER: dict[str, _Job] = {}
 
 
-def _worker_init(name: str, params: Mapping[str, Any], x: np.ndarray, y: np.ndarray, fast: bool) -> None:
-    """Worker process: ignore Ctrl-C (the parent handles it) and rebuild the metric by name."""
+def _worker_init(
+    name: str, params: Mapping[str, Any], x: np.ndarray, y: np.ndarray, fast: bool, parent: int | None = None
+) -> None:
+    """Worker process: ignore Ctrl-C (the parent handles it), die with the parent, rebuild the metric by name."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # not the parent's cleanup handlers: just end
+        signal.signal(sig, signal.SIG_DFL)
+    die_with_parent(parent)
     from repsim_cli.metrics import get_metric
 
     _WORKER["job"] = _Job(get_metric(name).bind(**dict(params)), x, y, fast=fast)
+
+
+def die_with_parent(parent: int | None) -> None:
+    """End this worker process when ``parent`` ends, even by SIGKILL (no orphans under PID 1).
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``. Everywhere, as a fallback (and for a parent
+    that died before the prctl call): a daemon thread that exits when ``getppid()`` changes.
+    """
+    import threading
+
+    parent = os.getppid() if parent is None else parent
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        import time
+
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="repsim-parent-watch", daemon=True).start()
 
 
 def _worker_call(method: str, *args: Any) -> Any:
@@ -220,7 +257,7 @@ def _run(
     executor = ProcessPoolExecutor(
         max_workers=min(jobs, len(tasks)),
         initializer=_worker_init,
-        initargs=(job.metric.name, dict(job.metric.params), job.x, job.y, job.fast),
+        initargs=(job.metric.name, dict(job.metric.params), job.x, job.y, job.fast, os.getpid()),
     )
     try:
         futures = {executor.submit(_worker_call, method, *task): i for i, task in enumerate(tasks)}
@@ -241,9 +278,18 @@ def _run(
 
 
 def _terminate(executor: ProcessPoolExecutor) -> None:
-    for proc in list((getattr(executor, "_processes", None) or {}).values()):
+    """Stop every worker now (Ctrl-C, SIGTERM, an error), including one started but not yet registered."""
+    import multiprocessing
+
+    procs = list((getattr(executor, "_processes", None) or {}).values())
+    procs += [p for p in multiprocessing.active_children() if p not in procs]
+    for proc in procs:
         if proc.is_alive():
             proc.terminate()
+    for proc in procs:
+        proc.join(timeout=2)
+        if proc.is_alive():
+            proc.kill()
     executor.shutdown(wait=False, cancel_futures=True)
 
 
