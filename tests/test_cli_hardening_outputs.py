@@ -273,7 +273,7 @@ def _start_workers(tmp_path: Path, rng: np.random.Generator) -> tuple[subprocess
     b = write_h5(tmp_path / "wb.h5", {"h": x + rng.standard_normal(x.shape)})
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "repsim_cli", "compare", a, b, "-m", "procrustes",
-                             "--permutations", "200000", "--jobs", "2", "--progress", "never"],
+                             "--permutations", "200000", "--jobs", "2"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     kids: list[int] = []

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import typer
 
-from repsim_cli.cli._app import Terminated, app, error
+from repsim_cli.cli._app import INTERRUPTED, Terminated, app, error
 
 try:  # typer >= 0.25 vendors click
     from typer._click.exceptions import ClickException, UsageError
@@ -50,8 +50,27 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except (KeyboardInterrupt, typer.Abort) as exc:
         error(str(exc) if isinstance(exc, Terminated) else "interrupted")
-        sys.exit(getattr(exc, "exit_code", 130))
+        _exit_now(getattr(exc, "exit_code", 130))
+    if INTERRUPTED["code"] is not None:
+        _exit_now(INTERRUPTED["code"])
     sys.exit(_flushed(rv if isinstance(rv, int) else 0))
+
+
+def _exit_now(code: int) -> None:
+    """Exit an interrupted run at once: temporaries are already removed and workers stopped.
+
+    ``os._exit`` skips the interpreter's exit handlers, which would join the worker pool's
+    management threads; after a signal those can wait forever on a pool torn down mid-call.
+    """
+    import os
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:  # noqa: BLE001 - exiting anyway
+            pass
+    os._exit(code)
 
 
 def _flushed(code: int) -> int:

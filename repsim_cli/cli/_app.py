@@ -51,6 +51,8 @@ def _root(
 
 #: per-run state of the diagnostics: ``--quiet`` and the number of warnings it held back
 _DIAGNOSTICS = {"quiet": False, "held": 0}
+#: the exit code of an interrupted run (Ctrl-C, SIGTERM, SIGHUP), for the entry point to exit at once
+INTERRUPTED: dict[str, int | None] = {"code": None}
 
 
 def _stderr_line(line: str) -> None:
@@ -168,7 +170,8 @@ def _run_command(fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP turned into it by the entry point
         error(str(exc) if isinstance(exc, Terminated) else "interrupted")
-        raise typer.Exit(getattr(exc, "exit_code", 130)) from None
+        INTERRUPTED["code"] = getattr(exc, "exit_code", 130)
+        raise typer.Exit(INTERRUPTED["code"]) from None
     except MemoryError:
         error("out of memory; reduce the inputs with --max-samples or --pool mean")
         raise typer.Exit(2) from None
