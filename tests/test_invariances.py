@@ -34,6 +34,18 @@ EXTRA_SPECS = [
     "rsa:center=false",
     "meanmax:direction=both",
     "matched:corr=spearman",
+    "dcor:unbiased=true",
+    "rsm_diff:norm=spectral",
+    "rsm_diff:rsm=cosine",
+    "rsm_diff:rsm=cosine,center=false,norm=spectral",
+    "rsm_diff:rsm=linear",
+    "rsm_diff:rsm=linear,norm=spectral",
+    "rsm_diff:rsm=linear,center=false",
+    "eos:center=false",
+    "eos:denominator=rank",
+    "gulp:lambda=0.1",
+    "gulp:squared=true",
+    "uniformity:t=0.05",
 ]
 SPECS = list(REGISTRY) + EXTRA_SPECS
 

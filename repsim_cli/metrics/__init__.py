@@ -22,6 +22,8 @@ from repsim_cli.metrics.cka import hsic, linear_cka, rbf_cka  # noqa: E402
 from repsim_cli.metrics.cca import cca, linear_regression_r2, pwcca, svcca  # noqa: E402
 from repsim_cli.metrics.shape import procrustes  # noqa: E402
 from repsim_cli.metrics.rsa import mutual_knn, rsa  # noqa: E402
+from repsim_cli.metrics.rsm import distance_correlation, eigenspace_overlap, gulp_distance, rsm_norm_difference  # noqa: E402
+from repsim_cli.metrics.statistics import concentricity_difference, magnitude_difference, uniformity_difference  # noqa: E402
 
 __all__ = [
     "INVARIANCES",
@@ -34,6 +36,13 @@ __all__ = [
     "parse_metric",
     "register",
     "cca",
+    "concentricity_difference",
+    "distance_correlation",
+    "eigenspace_overlap",
+    "gulp_distance",
+    "magnitude_difference",
+    "rsm_norm_difference",
+    "uniformity_difference",
     "correlation_matrix",
     "hsic",
     "linear_cka",
