@@ -132,31 +132,38 @@ def _block_rows(n: int, budget_bytes: int = 64 * 2**20) -> int:
     return max(1, min(n, budget_bytes // (8 * max(n, 1))))
 
 
+def _log_sum_exp(v: np.ndarray) -> float:
+    top = float(v.max(initial=-np.inf))
+    if top == -np.inf:
+        return -np.inf
+    return top + float(np.log(np.exp(v - top).sum()))
+
+
 def uniformity(x: np.ndarray, t: float = 2.0) -> float:
     """log mean_{i,j} exp(-t ||x_i - x_j||^2) over all N^2 ordered pairs, the diagonal included.
 
-    Wang & Isola, ICML 2020 (as ReSi computes it, on the rows as given). Row blocks of the squared
-    distances (on column-centred float64 data: distances are translation invariant, and centring
-    keeps their digits), combined with a running log-sum-exp: memory O(block N), never N x N.
+    Wang & Isola, ICML 2020 (as ReSi computes it, on the rows as given). Squared distances on
+    column-centred float64 data (distances are translation invariant, and centring keeps their
+    digits), in row blocks of the upper triangle only (block i against rows >= its start; the
+    off-diagonal part counts twice), combined by log-sum-exp: memory O(block N), never N x N.
     """
     z = center(x)
     n = z.shape[0]
     sq = np.einsum("ij,ij->i", z, z)
     total = -np.inf
-    block = _block_rows(n)
+    block = min(_block_rows(n), max(256, -(-n // 8)))  # >= 8 blocks on large N: the triangle saves ~44%
     for start in range(0, n, block):
         stop = min(n, start + block)
-        d2 = z[start:stop] @ z.T
+        d2 = z[start:stop] @ z[start:].T
         d2 *= -2.0
         d2 += sq[start:stop, None]
-        d2 += sq[None, :]
+        d2 += sq[None, start:]
         np.maximum(d2, 0.0, out=d2)
         rows = np.arange(stop - start)
-        d2[rows, start + rows] = 0.0
+        d2[rows, rows] = 0.0
         d2 *= -t
-        top = float(d2.max())  # 0: the diagonal is in every block
-        part = top + float(np.log(np.exp(d2 - top).sum()))
-        total = np.logaddexp(total, part)
+        total = np.logaddexp(total, _log_sum_exp(d2[:, : stop - start]))  # the diagonal tile, once
+        total = np.logaddexp(total, np.log(2.0) + _log_sum_exp(d2[:, stop - start :]))  # the rest, twice
     return float(total - 2.0 * np.log(n))
 
 
