@@ -24,7 +24,6 @@ import numpy as np
 
 from repsim_cli.errors import RepsimError
 from repsim_cli.metrics._linalg import as_float64, center, rank_tolerance
-from repsim_cli.metrics.cka import double_center_gram, squared_distances, u_center_gram
 from repsim_cli.metrics.registry import Metric, MetricResult, Param, register
 
 #: below this fraction of (T1 + T2), a difference T1 + T2 - 2 T3 is recomputed without cancellation
@@ -76,19 +75,67 @@ class DistanceState:
     self_dot: float
 
 
-def euclidean_distances(x: np.ndarray) -> np.ndarray:
-    """N x N Euclidean distances between rows (computed on column-centred float64 data)."""
-    d = squared_distances(center(x))
-    return np.sqrt(d, out=d)
+def _block_rows(n: int, budget: int = 2**21) -> int:
+    """Rows per block so that a block of an N x N matrix holds ~``budget`` doubles (16 MiB)."""
+    return max(1, min(n, budget // max(n, 1)))
+
+
+def euclidean_distances(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """N x N Euclidean distances between rows, and their row sums.
+
+    Computed on column-centred float64 data (distances are translation invariant; centring keeps
+    their digits) in row blocks: one GEMM per block into the output, then the element-wise steps
+    (d^2 = |x_i|^2 + |x_j|^2 - 2 x_i.x_j, clipped at 0, exact zero diagonal, square root) while the
+    block is in cache, instead of whole-matrix passes.
+    """
+    z = center(x)
+    n = z.shape[0]
+    sq = np.einsum("ij,ij->i", z, z)
+    d = np.empty((n, n))
+    sums = np.empty(n)
+    block = _block_rows(n)
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        blk = d[start:stop]
+        np.matmul(z[start:stop], z.T, out=blk)
+        blk *= -2.0
+        blk += sq[start:stop, None]
+        blk += sq[None, :]
+        np.maximum(blk, 0.0, out=blk)
+        rows = np.arange(stop - start)
+        blk[rows, start + rows] = 0.0
+        np.sqrt(blk, out=blk)
+        sums[start:stop] = blk.sum(axis=1)
+    return d, sums
+
+
+def centre_distances(d: np.ndarray, sums: np.ndarray, unbiased: bool) -> float:
+    """Double-centre (A_ij = d_ij - r_i/n - r_j/n + S/n^2) or U-centre (Szekely & Rizzo 2014: zero
+    diagonal, d_ij - r_i/(n-2) - r_j/(n-2) + S/((n-1)(n-2))) in place, by row blocks; returns <A, A>."""
+    n = d.shape[0]
+    c, c2 = (n - 2.0, n - 1.0) if unbiased else (float(n), float(n))
+    m = sums / c - sums.sum() / (2.0 * c * c2)  # A_ij = d_ij - m_i - m_j
+    self_dot = 0.0
+    block = _block_rows(n)
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        blk = d[start:stop]
+        blk -= m[start:stop, None]
+        blk -= m[None, :]
+        if unbiased:
+            rows = np.arange(stop - start)
+            blk[rows, start + rows] = 0.0
+        self_dot += float(np.vdot(blk, blk))
+    return self_dot
 
 
 def _dcor_prepare(x: np.ndarray, params: Mapping[str, Any]) -> DistanceState:
     n = x.shape[0]
     if n < (4 if params["unbiased"] else 2):
         raise RepsimError(f"dcor{':unbiased=true' if params['unbiased'] else ''} needs N >= {4 if params['unbiased'] else 2} inputs, got N={n}")
-    d = euclidean_distances(x)
-    k = u_center_gram(d) if params["unbiased"] else double_center_gram(d)
-    return DistanceState(k, float(np.vdot(k, k)))
+    d, sums = euclidean_distances(x)
+    self_dot = centre_distances(d, sums, params["unbiased"])
+    return DistanceState(d, self_dot)
 
 
 def _dcor_permute(prep: DistanceState, perm: np.ndarray, params: Mapping[str, Any]) -> DistanceState:
@@ -174,7 +221,7 @@ def rsm_matrix(x: np.ndarray, rsm: str, center_columns: bool = True) -> np.ndarr
     ``pairwise_distances(metric='cosine')``, which ReSi uses).
     """
     if rsm == "euclidean":
-        return euclidean_distances(x)
+        return euclidean_distances(x)[0]
     z = center(x) if center_columns else np.array(as_float64(x), copy=True)
     if rsm == "cosine":
         norms = np.linalg.norm(z, axis=1)

@@ -4,7 +4,9 @@ Each side is summarized by one number computed on its RAW rows (these statistics
 representation sits, so they do not centre), and the measure is the absolute difference of the two
 numbers -- ReSi's ``MagnitudeDifference``, ``ConcentricityDifference`` and ``UniformityDifference``
 (Klabunde et al., ICLR 2025). They are distances (0 = same statistic), cheap and coarse: two very
-different representations can share a statistic.
+different representations can share a statistic. They ignore which input is which, so a permutation
+null is degenerate (every permuted value equals the observed one: p = 1); compare them against other
+layers or models instead.
 """
 
 from __future__ import annotations
@@ -75,7 +77,8 @@ MAGNITUDE = register(
         prepare=lambda x, p: Statistic(magnitude(x)),
         pair=_difference,
         permute=_keep,
-        help="Raw rows on purpose (it measures location): not translation or scale invariant; in the data's units.",
+        help="Raw rows on purpose (it measures location): not translation or scale invariant; in the data's units. "
+        "Ignores the pairing of inputs (a permutation null gives p = 1).",
         value_range=(0.0, float("inf")),
     )
 )
@@ -120,7 +123,8 @@ CONCENTRICITY = register(
         pair=_difference,
         permute=_keep,
         help="Raw rows on purpose: centred data would have a zero mean row. Zero rows count as cosine 0 (as "
-        "scikit-learn's cosine, which ReSi uses), with a warning.",
+        "scikit-learn's cosine, which ReSi uses), with a warning. Ignores the pairing of inputs (a permutation "
+        "null gives p = 1).",
         value_range=(0.0, 2.0),
     )
 )
@@ -198,7 +202,8 @@ UNIFORMITY = register(
             "O(N^2 F) time in row blocks (memory O(block*N), never N x N, so --max-gram does not apply). Each "
             "side's value lies in [-log N, 0]. Defined by Wang & Isola for unit-norm features; like ReSi, repsim "
             "applies it to the rows as given, so the value depends on the data's scale (with large distances only "
-            "the diagonal survives and it saturates at -log N)."
+            "the diagonal survives and it saturates at -log N). Ignores the pairing of inputs (a permutation null "
+            "gives p = 1)."
         ),
         value_range=(0.0, float("inf")),
     )
