@@ -81,31 +81,34 @@ def _block_rows(n: int, budget: int = 2**21) -> int:
 
 
 def euclidean_distances(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """N x N Euclidean distances between rows, and their row sums.
+    """N x N Euclidean distances between rows (exactly symmetric, zero diagonal), and their row sums.
 
     Computed on column-centred float64 data (distances are translation invariant; centring keeps
-    their digits) in row blocks: one GEMM per block into the output, then the element-wise steps
-    (d^2 = |x_i|^2 + |x_j|^2 - 2 x_i.x_j, clipped at 0, exact zero diagonal, square root) while the
-    block is in cache, instead of whole-matrix passes.
+    their digits), by row blocks of the upper triangle: block i gets one GEMM against the rows >= its
+    start (half the flops of a full product), the element-wise steps (d^2 = |x_i|^2 + |x_j|^2 - 2 x_i.x_j,
+    clipped at 0, square root) run while the block is in cache, and the block is mirrored below.
     """
     z = center(x)
     n = z.shape[0]
     sq = np.einsum("ij,ij->i", z, z)
     d = np.empty((n, n))
-    sums = np.empty(n)
+    sums = np.zeros(n)
     block = _block_rows(n)
     for start in range(0, n, block):
         stop = min(n, start + block)
-        blk = d[start:stop]
-        np.matmul(z[start:stop], z.T, out=blk)
+        b = stop - start
+        blk = z[start:stop] @ z[start:].T
         blk *= -2.0
         blk += sq[start:stop, None]
-        blk += sq[None, :]
+        blk += sq[None, start:]
         np.maximum(blk, 0.0, out=blk)
-        rows = np.arange(stop - start)
-        blk[rows, start + rows] = 0.0
         np.sqrt(blk, out=blk)
-        sums[start:stop] = blk.sum(axis=1)
+        tile = np.triu(blk[:, :b], 1)
+        blk[:, :b] = tile + tile.T  # the diagonal tile: exactly symmetric, zero diagonal
+        d[start:stop, start:] = blk
+        d[stop:, start:stop] = blk[:, b:].T
+        sums[start:stop] += blk.sum(axis=1)
+        sums[stop:] += blk[:, b:].sum(axis=0)
     return d, sums
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from repsim_cli.errors import RepsimError
-from repsim_cli.metrics._linalg import as_float64, center
+from repsim_cli.metrics._linalg import center
 from repsim_cli.metrics.registry import Metric, MetricResult, Param, register
 
 REFERENCE = (
@@ -43,11 +43,20 @@ def _difference(a: Statistic, b: Statistic, params: Mapping[str, Any]) -> Metric
     return MetricResult(abs(a.value - b.value), {"a": a.value, "b": b.value}, a.warnings + b.warnings)
 
 
+def _row_blocks(x: np.ndarray, rows: int = 512):
+    """float64 copies of consecutive row blocks of ``x`` (no full float64 copy of a float32 input)."""
+    for start in range(0, x.shape[0], rows):
+        yield np.asarray(x[start : start + rows], dtype=np.float64)
+
+
 def mean_row(x: np.ndarray) -> np.ndarray:
-    """Column means in float64, with a second pass that removes the rounding error of the first."""
-    x = as_float64(x)
-    m = x.mean(axis=0)
-    return m + (x - m).mean(axis=0)
+    """Column means in float64; a second pass adds the mean of the residuals, which removes the
+    rounding error of the first (large common offsets keep their digits). Row blocks: memory O(block F)."""
+    if x.ndim != 2:
+        raise ValueError(f"expected a 2-D N x F array, got shape {x.shape}")
+    n = x.shape[0]
+    m = sum((blk.sum(axis=0) for blk in _row_blocks(x)), np.zeros(x.shape[1])) / n
+    return m + sum(((blk - m).sum(axis=0) for blk in _row_blocks(x)), np.zeros(x.shape[1])) / n
 
 
 # ---------------------------------------------------------------------------- magnitude
@@ -88,19 +97,20 @@ MAGNITUDE = register(
 
 def concentricity(x: np.ndarray) -> Statistic:
     """mean_i cos(x_i, mean X) on raw rows; a zero row (or a zero mean) counts as cosine 0."""
-    x = as_float64(x)
     mu = mean_row(x)
     mu_norm = float(np.linalg.norm(mu))
-    norms = np.linalg.norm(x, axis=1)
-    warnings = []
     if mu_norm == 0.0:
         return Statistic(0.0, ["concentricity: the mean row is exactly zero; every cosine counts as 0"])
-    zero = norms == 0.0
-    if zero.any():
-        warnings.append(f"concentricity: {int(zero.sum())} zero row(s) count as cosine 0")
+    direction = mu / mu_norm
+    total, zeros = 0.0, 0
+    for blk in _row_blocks(x):
+        norms = np.sqrt(np.einsum("ij,ij->i", blk, blk))
+        zero = norms == 0.0
+        zeros += int(zero.sum())
         norms[zero] = 1.0
-    cos = (x @ (mu / mu_norm)) / norms
-    return Statistic(float(cos.mean()), warnings)
+        total += float(((blk @ direction) / norms).sum())
+    warnings = [f"concentricity: {zeros} zero row(s) count as cosine 0"] if zeros else []
+    return Statistic(total / x.shape[0], warnings)
 
 
 def concentricity_difference(x: np.ndarray, y: np.ndarray) -> float:
