@@ -65,3 +65,23 @@ def test_metrics_lists_them():
         assert name in names and names[name]["formula"] and names[name]["reference"]
     assert names["rsm_diff"]["builds_n_by_n"] and not names["uniformity"]["builds_n_by_n"]
     assert not names["gulp"]["higher_is_similar"] and names["dcor"]["higher_is_similar"]
+
+
+def test_n_by_n_measures_respect_max_gram_and_linear_rsm_does_not_need_it(pair_files):
+    a, b = pair_files
+    for spec in ("dcor", "rsm_diff", "rsm_diff:rsm=cosine"):
+        result = runner.invoke(app, ["compare", f"{a}:layers/1", f"{b}:layers/1", "-m", spec, "--max-gram", "10"])
+        assert result.exit_code != 0 and "--max-gram" in result.stderr, spec
+    for spec in ("rsm_diff:rsm=linear", "uniformity", "eos", "gulp"):
+        result = runner.invoke(app, ["compare", f"{a}:layers/1", f"{b}:layers/1", "-m", spec, "--max-gram", "10"])
+        assert result.exit_code == 0, (spec, result.stderr)
+
+
+def test_heatmap_of_a_distance_measure(pair_files):
+    a, b = pair_files
+    result = runner.invoke(app, ["heatmap", str(a), str(b), "-m", "gulp:lambda=0.1", "-f", "json"])
+    assert result.exit_code == 0, result.stderr
+    matrix = np.array(json.loads(result.stdout)["matrix"], dtype=float)
+    with h5py.File(a) as fa, h5py.File(b) as fb:
+        want = parse_metric("gulp:lambda=0.1").compute(np.asarray(fa["layers/2"]), np.asarray(fb["layers/3"])).value
+    assert matrix.shape == (3, 3) and matrix[1, 2] == pytest.approx(want, rel=1e-12)

@@ -319,3 +319,15 @@ def test_gulp_no_cancellation_near_identity():
 def test_report_worst_disagreements():
     for name, err in sorted(WORST.items()):
         print(f"worst |repsim - independent| {name}: {err:.2e}")
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31), lam=st.sampled_from([0.0, 0.01, 1.0]))
+def test_gulp_and_rsm_diff_satisfy_the_triangle_inequality(seed, lam):
+    """GULP is a metric (Boix-Adsera et al. 2022, Thm 1) and ||S_X - S_Y|| a norm of a difference."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(8, 30))
+    x, y, z = (rng.standard_normal((n, int(rng.integers(2, 7)))) for _ in range(3))
+    y = y + 0.5 * x[:, :1]
+    for fn in (lambda p, q: gulp_distance(p, q, lam), lambda p, q: rsm_norm_difference(p, q, "linear", "spectral")):
+        assert fn(x, z) <= fn(x, y) + fn(y, z) + 1e-10

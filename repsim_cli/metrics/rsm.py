@@ -192,7 +192,8 @@ DCOR = register(
         pair=_dcor_pair,
         permute=_dcor_permute,
         gram=True,
-        distinct_rows=True,
+        # the U-statistic reads an input drawn twice as dependence; the V-statistic is a plain functional
+        distinct_rows=lambda p: p["unbiased"],
         help=(
             "N x N by nature (8*N^2 bytes per side; refused above --max-gram). unbiased=false equals ReSi's "
             "DistanceCorrelation and dcor.distance_correlation; unbiased=true equals dcor.u_distance_correlation_sqr: "
