@@ -57,10 +57,13 @@ def spectral_norm_symmetric(m: np.ndarray, dense_below: int = 1500) -> float:
         return 0.0
     if n < dense_below:
         return float(np.abs(np.linalg.eigvalsh(m)).max())
-    from scipy.sparse.linalg import eigsh
+    from scipy.sparse.linalg import ArpackNoConvergence, eigsh
 
     v0 = np.random.default_rng(0).standard_normal(n)  # fixed start vector: deterministic result
-    vals = eigsh(m, k=1, which="LM", tol=0.0, v0=v0, return_eigenvectors=False)
+    try:
+        vals = eigsh(m, k=1, which="LM", tol=0.0, v0=v0, return_eigenvectors=False)
+    except ArpackNoConvergence:  # pathological spectra: pay for the dense route rather than guess
+        return float(np.abs(np.linalg.eigvalsh(m)).max())
     return float(np.abs(vals).max())
 
 
@@ -439,18 +442,31 @@ class RidgeState:
 
 
 def _gulp_prepare(x: np.ndarray, params: Mapping[str, Any]) -> RidgeState:
+    """lambda = 0: thin SVD, U_r with numpy's rank rule (weights 1). lambda > 0: the eigendecomposition of
+    the F x F covariance (N x N Gram when F > N), Z = X V (N (e + lambda))^(-1/2): the weights
+    e/(e + lambda) damp exactly the directions an eigensolver resolves poorly, so this is as accurate as
+    the SVD and ~3x cheaper."""
     xc = center(x)
-    n = xc.shape[0]
+    n, f = xc.shape
     norm = float(np.linalg.norm(xc))
     if not norm > 0.0:
-        raise RepsimError(f"gulp: a {n} x {xc.shape[1]} layer is constant after centering (rank 0)")
+        raise RepsimError(f"gulp: a {n} x {f} layer is constant after centering (rank 0)")
     xc *= np.sqrt(n) / norm  # ||X||_F^2 = N, the authors' normalization
-    u, s, _ = np.linalg.svd(xc, full_matrices=False)
-    r = int(np.count_nonzero(s > rank_tolerance(s, xc.shape)))
-    e = s[:r] ** 2 / n  # eigenvalues of the covariance X^T X / N
     lam = params["lambda"]
-    w = np.ones(r) if lam == 0 else e / (e + lam)
-    return RidgeState(np.ascontiguousarray(u[:, :r] * np.sqrt(w)), float(np.sum(w * w)))
+    if lam == 0:
+        u, s, _ = np.linalg.svd(xc, full_matrices=False)
+        r = int(np.count_nonzero(s > rank_tolerance(s, xc.shape)))
+        return RidgeState(np.ascontiguousarray(u[:, :r]), float(r))
+    if f <= n:
+        e, v = np.linalg.eigh(xc.T @ xc / n)  # covariance eigenpairs
+        e = np.maximum(e, 0.0)
+        z = xc @ (v / np.sqrt(n * (e + lam)))
+    else:
+        e, u = np.linalg.eigh(xc @ xc.T / n)  # same nonzero eigenvalues; u = left singular vectors
+        e = np.maximum(e, 0.0)
+        z = u * np.sqrt(e / (e + lam))
+    w = e / (e + lam)
+    return RidgeState(np.ascontiguousarray(z), float(np.sum(w * w)))
 
 
 def _gulp_permute(prep: RidgeState, perm: np.ndarray, params: Mapping[str, Any]) -> RidgeState:
