@@ -85,3 +85,16 @@ def test_heatmap_of_a_distance_measure(pair_files):
     with h5py.File(a) as fa, h5py.File(b) as fb:
         want = parse_metric("gulp:lambda=0.1").compute(np.asarray(fa["layers/2"]), np.asarray(fb["layers/3"])).value
     assert matrix.shape == (3, 3) and matrix[1, 2] == pytest.approx(want, rel=1e-12)
+
+
+def test_library_compare_on_arrays():
+    import repsim_cli as rs
+    from repsim_cli.metrics import distance_correlation, gulp_distance
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((60, 6))
+    y = x @ rng.standard_normal((6, 5)) + rng.standard_normal((60, 5))
+    recs = list(rs.compare(x, y, ["dcor", "gulp:lambda=0.1"], permutations=19, seed=1))
+    assert recs[0].to_dict()["value"] == pytest.approx(distance_correlation(x, y), abs=1e-14)
+    assert recs[1].to_dict()["value"] == pytest.approx(gulp_distance(x, y, 0.1), abs=1e-14)
+    assert all(r.to_dict()["p_value"] == pytest.approx(0.05) for r in recs)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.distance import cdist
 
-from repsim_cli.errors import RepsimError
+from repsim_cli.errors import RepsimError, RepsimWarning
 from repsim_cli.metrics import (
     distance_correlation,
     eigenspace_overlap,
@@ -222,6 +222,7 @@ def eos_projections(x: np.ndarray, y: np.ndarray, center: bool, by_rank: bool) -
     return float(np.trace(px @ py)) / denom
 
 
+@pytest.mark.filterwarnings("ignore:eos. rank:repsim_cli.errors.RepsimWarning")  # F > N: rank < F, see below
 @pytest.mark.parametrize("shape", SHAPES, ids=IDS)
 def test_eos_matches_projectors_and_resi(shape):
     for seed in range(3):
@@ -237,6 +238,8 @@ def test_eos_rank_deficient_warns_and_rank_denominator_reaches_one():
     x, _ = pair(0, 10, 15, 3)  # F > N: rank N - 1 = 9 after centring
     res = parse_metric("eos").compute(x, x)
     assert res.value == pytest.approx(9 / 15, abs=1e-12) and "denominator=rank" in res.warnings[0]
+    with pytest.warns(RepsimWarning, match="denominator=rank"):
+        assert eigenspace_overlap(x, x) == pytest.approx(9 / 15, abs=1e-12)
     assert eigenspace_overlap(x, x, denominator="rank") == pytest.approx(1.0, abs=1e-12)
     with pytest.raises(RepsimError, match="rank 0"):
         eigenspace_overlap(np.ones((5, 2)), x[:5])

@@ -168,7 +168,7 @@ def distance_correlation(x: np.ndarray, y: np.ndarray, unbiased: bool = False) -
     Anal. 2014) from U-centred distance matrices -- an estimate of dCor^2 (no square root) that can
     be slightly negative. Builds N x N matrices.
     """
-    return DCOR.bind(unbiased=unbiased).compute(x, y).value
+    return DCOR.bind(unbiased=unbiased).value_of(x, y)
 
 
 DCOR = register(
@@ -298,7 +298,7 @@ def rsm_norm_difference(x: np.ndarray, y: np.ndarray, rsm: str = "euclidean", no
     ``norm='fro'`` (Frobenius, the definition in Klabunde et al.'s survey) or ``'spectral'`` (what
     ReSi's ``RSMNormDifference`` code computes). A distance, not scale invariant except for cosine.
     """
-    return RSM_DIFF.bind(rsm=rsm, norm=norm, center=center).compute(x, y).value
+    return RSM_DIFF.bind(rsm=rsm, norm=norm, center=center).value_of(x, y)
 
 
 def _rsm_invariances(p: Mapping[str, Any]) -> frozenset[str]:
@@ -393,7 +393,7 @@ def eigenspace_overlap(x: np.ndarray, y: np.ndarray, center: bool = True, denomi
     NeurIPS 2019. ``center=False`` uses the raw rows (ReSi); ``denominator='rank'`` divides by
     max(rank_X, rank_Y) instead.
     """
-    return EOS.bind(center=center, denominator=denominator).compute(x, y).value
+    return EOS.bind(center=center, denominator=denominator).value_of(x, y)
 
 
 EOS = register(
@@ -497,7 +497,7 @@ def gulp_distance(x: np.ndarray, y: np.ndarray, lam: float = 0.0, squared: bool 
     (ReSi returns d^2). Boix-Adsera, Lawrence, Stepaniants & Rigollet, "GULP: a prediction-based
     metric between representations", NeurIPS 2022.
     """
-    return GULP.bind(**{"lambda": lam, "squared": squared}).compute(x, y).value
+    return GULP.bind(**{"lambda": lam, "squared": squared}).value_of(x, y)
 
 
 GULP = register(

@@ -69,7 +69,7 @@ def magnitude(x: np.ndarray) -> float:
 
 def magnitude_difference(x: np.ndarray, y: np.ndarray) -> float:
     """| ||mean X|| - ||mean Y|| | on raw rows (ReSi ``MagnitudeDifference``)."""
-    return abs(magnitude(x) - magnitude(y))
+    return MAGNITUDE.bind().value_of(x, y)
 
 
 MAGNITUDE = register(
@@ -115,7 +115,7 @@ def concentricity(x: np.ndarray) -> Statistic:
 
 def concentricity_difference(x: np.ndarray, y: np.ndarray) -> float:
     """| mean_i cos(x_i, mean X) - mean_i cos(y_i, mean Y) | on raw rows (ReSi ``ConcentricityDifference``)."""
-    return abs(concentricity(x).value - concentricity(y).value)
+    return CONCENTRICITY.bind().value_of(x, y)
 
 
 CONCENTRICITY = register(
@@ -183,7 +183,7 @@ def uniformity(x: np.ndarray, t: float = 2.0) -> float:
 
 def uniformity_difference(x: np.ndarray, y: np.ndarray, t: float = 2.0) -> float:
     """| uniformity(X) - uniformity(Y) | (ReSi ``UniformityDifference``)."""
-    return UNIFORMITY.bind(t=t).compute(x, y).value
+    return UNIFORMITY.bind(t=t).value_of(x, y)
 
 
 def _uniformity_prepare(x: np.ndarray, params: Mapping[str, Any]) -> Statistic:
