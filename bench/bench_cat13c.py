@@ -28,9 +28,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _floor import best_of, blas_info  # noqa: E402
+from _floor import best_of, blas_info
 
-from repsim_cli.metrics import parse_metric  # noqa: E402
+from repsim_cli.metrics import parse_metric
 
 FULL_SIZES = [(2000, 256), (10000, 512)]
 QUICK_SIZES = [(400, 32), (1000, 64)]
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         repeat = args.repeat or (1 if n >= 10000 else 3)
         for spec in specs:
             bound = parse_metric(spec)
-            t = best_of(lambda: bound.compute(a, b), repeat)
+            t = best_of(lambda bound=bound, a=a, b=b: bound.compute(a, b), repeat)
             key = SPECS.get(spec, "gram" if bound.gram else "cov")
             floor = sum(best_of(fn, repeat) for fn in fns[key])
             svd = f"{t / sum(best_of(fn, repeat) for fn in fns['svd']):.2f}" if key == "cov" else "-"

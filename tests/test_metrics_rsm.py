@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.distance import cdist
 
+import repsim_cli.metrics.rsm as rsm_mod
 from repsim_cli.errors import RepsimError, RepsimWarning
 from repsim_cli.metrics import (
     distance_correlation,
@@ -19,7 +20,6 @@ from repsim_cli.metrics import (
     rsm_norm_difference,
 )
 from repsim_cli.metrics.cca import cca
-import repsim_cli.metrics.rsm as rsm_mod
 from repsim_cli.metrics.rsm import psd_difference, spectral_norm_symmetric
 
 WORST: dict[str, float] = {}
