@@ -68,11 +68,11 @@ def invariances_text(metric: Metric) -> str:
     names = [_SHORT[i] for i in INVARIANCES if i in base]
     text = ", ".join(names) or "none"
     for v in _variants(metric):
-        extra = metric.bind(**v).invariances - base
-        if extra:
-            text += "; + " + ", ".join(_SHORT[i] for i in INVARIANCES if i in extra) + " with " + ", ".join(
-                f"`{k}={_fmt(x)}`" for k, x in v.items()
-            )
+        for sign, changed in (("+", metric.bind(**v).invariances - base), ("-", base - metric.bind(**v).invariances)):
+            if changed:
+                text += f"; {sign} " + ", ".join(_SHORT[i] for i in INVARIANCES if i in changed) + " with " + ", ".join(
+                    f"`{k}={_fmt(x)}`" for k, x in v.items()
+                )
     return text
 
 
