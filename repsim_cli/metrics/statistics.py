@@ -43,7 +43,7 @@ def _difference(a: Statistic, b: Statistic, params: Mapping[str, Any]) -> Metric
     return MetricResult(abs(a.value - b.value), {"a": a.value, "b": b.value}, a.warnings + b.warnings)
 
 
-def _row_blocks(x: np.ndarray, rows: int = 512):
+def _row_blocks(x: np.ndarray, rows: int = 512) -> Iterator[np.ndarray]:
     """float64 copies of consecutive row blocks of ``x`` (no full float64 copy of a float32 input)."""
     for start in range(0, x.shape[0], rows):
         yield np.asarray(x[start : start + rows], dtype=np.float64)
@@ -52,6 +52,7 @@ def _row_blocks(x: np.ndarray, rows: int = 512):
 def mean_row(x: np.ndarray) -> np.ndarray:
     """Column means in float64; a second pass adds the mean of the residuals, which removes the
     rounding error of the first (large common offsets keep their digits). Row blocks: memory O(block F)."""
+    x = np.asarray(x)
     if x.ndim != 2:
         raise ValueError(f"expected a 2-D N x F array, got shape {x.shape}")
     n = x.shape[0]
@@ -97,6 +98,7 @@ MAGNITUDE = register(
 
 def concentricity(x: np.ndarray) -> Statistic:
     """mean_i cos(x_i, mean X) on raw rows; a zero row (or a zero mean) counts as cosine 0."""
+    x = np.asarray(x)
     mu = mean_row(x)
     mu_norm = float(np.linalg.norm(mu))
     if mu_norm == 0.0:
