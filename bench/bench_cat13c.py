@@ -33,7 +33,7 @@ from _floor import best_of, blas_info
 from repsim_cli.metrics import parse_metric
 
 FULL_SIZES = [(2000, 256), (10000, 512)]
-QUICK_SIZES = [(400, 32), (1000, 64)]
+QUICK_SIZES = [(300, 32)]
 SPECS = {
     "dcor": "gram",
     "dcor:unbiased=true": "gram",
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     for n, f in sizes:
         a, b = make_pair(n, f)
         fns = floor_fns(a, b)
-        repeat = args.repeat or (1 if n >= 10000 else 3)
+        repeat = args.repeat or (1 if n >= 10000 or args.quick else 3)
         for spec in specs:
             bound = parse_metric(spec)
             t = best_of(lambda bound=bound, a=a, b=b: bound.compute(a, b), repeat)
