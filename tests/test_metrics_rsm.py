@@ -145,6 +145,13 @@ def test_rsm_diff_matches_n_by_n(shape, rsm, norm):
             assert record(f"rsm_diff {rsm} {norm} vs N x N", got, want, rel=True) <= 1e-12
 
 
+def test_rsm_diff_row_blocks(monkeypatch):
+    x, y = pair(4, 40, 5, 3)
+    want = float(np.linalg.norm(cdist(x, x) - cdist(y, y)))
+    monkeypatch.setattr(rsm_mod, "_block_rows", lambda n: 7)  # several row blocks (build and Frobenius)
+    assert record("rsm_diff euclidean fro (7-row blocks) vs N x N", rsm_norm_difference(x, y), want, rel=True) <= 1e-12
+
+
 def rsm_resi(x: np.ndarray, y: np.ndarray, inner: str) -> float:
     """ReSi's RSMNormDifference formula: pairwise distances of the raw rows (scikit-learn's there, scipy's
     cdist here: the same matrices, sklearn's cosine with its diagonal set to 0), np.linalg.norm(ord=2)."""

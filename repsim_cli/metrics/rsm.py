@@ -280,9 +280,14 @@ def linear_rsm_distance(a: np.ndarray, b: np.ndarray, self_a: float | None = Non
 
 def _rsm_pair(a: RSMState, b: RSMState, params: Mapping[str, Any]) -> MetricResult:
     if a.s is not None and b.s is not None:
-        diff = a.s - b.s
-        value = float(np.linalg.norm(diff)) if params["norm"] == "fro" else spectral_norm_symmetric(diff)
-        return MetricResult(value)
+        if params["norm"] == "spectral":
+            return MetricResult(spectral_norm_symmetric(a.s - b.s))
+        total = 0.0  # Frobenius by row blocks: no N x N temporary
+        block = _block_rows(a.s.shape[0])
+        for start in range(0, a.s.shape[0], block):
+            diff = a.s[start : start + block] - b.s[start : start + block]
+            total += float(np.vdot(diff, diff))
+        return MetricResult(float(np.sqrt(total)))
     assert a.x is not None and b.x is not None
     if params["norm"] == "spectral":
         return MetricResult(psd_difference(a.x, b.x, "spectral"))
