@@ -62,7 +62,10 @@ def dcor_brute(x: np.ndarray, y: np.ndarray, unbiased: bool) -> float:
 
     ca, cb = centred(a), centred(b)
     scale = 1.0 / (n * (n - 3)) if unbiased else 1.0 / n**2
-    v = lambda p, q: scale * float((p * q).sum())
+
+    def v(p, q):
+        return scale * float((p * q).sum())
+
     r2 = v(ca, cb) / np.sqrt(v(ca, ca) * v(cb, cb))
     return r2 if unbiased else float(np.sqrt(r2))
 
