@@ -77,14 +77,17 @@ def resolve_layers(model: Any, patterns: Sequence[str], hookable: bool, n_hidden
             for n in hits:
                 chosen.setdefault(n, (order[n], _spec(n)))
             continue
-        base, _, sel = pat.rpartition(".")
-        bases = [n for n in names if base and fnmatch.fnmatchcase(n, base) and not n.startswith(HIDDEN)]
-        if bases and sel:
-            for n in bases:
-                spec = LayerSpec(f"{n}.{sel}", "" if n == OUTPUT else n, sel)
-                chosen.setdefault(spec.name, (order[n], spec))
-            continue
-        raise RepsimError(_no_match(pat, names, hookable, kind))
+        parts = pat.split(".")
+        for cut in range(len(parts) - 1, 0, -1):  # longest module prefix, the rest selects inside the output
+            base, sel = ".".join(parts[:cut]), ".".join(parts[cut:])
+            bases = [n for n in names if fnmatch.fnmatchcase(n, base) and not n.startswith(HIDDEN)]
+            if bases and all(parts[cut:]):
+                for n in bases:
+                    spec = LayerSpec(f"{n}.{sel}", "" if n == OUTPUT else n, sel)
+                    chosen.setdefault(spec.name, (order[n], spec))
+                break
+        else:
+            raise RepsimError(_no_match(pat, names, hookable, kind))
     return [spec for _, spec in sorted(chosen.values(), key=lambda t: t[0])]
 
 
@@ -103,14 +106,25 @@ def _no_match(pat: str, names: list[str], hookable: bool, kind: str) -> str:
 
 
 def pick_tensor(out: Any, selector: str | None, where: str) -> Any:
-    """The tensor in a module output: itself, the first tensor of a tuple/dict, or ``out[selector]``."""
-    import torch
+    """The tensor in a module output: itself, the first tensor of a tuple/dict, or ``out[selector]``.
 
+    A dotted selector (``1.sq``) is applied one step at a time (``out[1]["sq"]``).
+    """
+    if selector is not None and "." in selector:
+        for step in selector.split(".")[:-1]:
+            out = _pick_one(out, step, where)
+        selector = selector.split(".")[-1]
     if selector is None:
         found = _first_tensor(out)
         if found is None:
             raise RepsimError(f"{where}: the output ({type(out).__name__}) contains no tensor")
         return found
+    return _pick_one(out, selector, where, final=True)
+
+
+def _pick_one(out: Any, selector: str, where: str, final: bool = False) -> Any:
+    import torch
+
     if isinstance(out, Mapping):
         if selector in out:
             val = out[selector]
@@ -127,6 +141,8 @@ def pick_tensor(out: Any, selector: str | None, where: str) -> Any:
             raise RepsimError(f"{where}: the output is a {type(out).__name__} of length {len(out)}; {selector!r} is not an index in it")
     else:
         raise RepsimError(f"{where}: selector {selector!r} needs a tuple or dict output, got {type(out).__name__}")
+    if not final:
+        return val
     val = _first_tensor(val) if not isinstance(val, torch.Tensor) else val
     if val is None:
         raise RepsimError(f"{where}: element {selector!r} of the output is not a tensor")

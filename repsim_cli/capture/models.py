@@ -19,6 +19,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from repsim_cli.capture._deps import require_torch, require_transformers
 from repsim_cli.errors import RepsimError
 
 DEVICES = ("cpu", "cuda", "mps")
+#: files of which at least one must sit beside a local hf: model for --text
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model", "tokenizer.model", "sentencepiece.bpe.model")
 
 
 @dataclass
@@ -76,7 +79,10 @@ def load_model(spec: Any, weights: str | None = None, revision: str | None = Non
     elif spec.startswith("hf:"):
         lm = _load_hf(spec, revision)
     elif os.path.isfile(spec):
-        lm = _load_file(spec)
+        with warnings.catch_warnings():  # torch.jit.load / export.load deprecation chatter is not the user's business
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            lm = _load_file(spec)
     elif ":" in spec:
         lm = _load_factory(spec)
     else:
@@ -217,7 +223,14 @@ def _load_hf(spec: str, revision: str | None) -> LoadedModel:
 
 def load_tokenizer(lm: LoadedModel) -> Any:
     """The model's own tokenizer (a pad token is borrowed from EOS when it has none)."""
-    transformers = require_transformers(os.path.isdir(lm.hf_name or ""))
+    local = os.path.isdir(lm.hf_name or "")
+    transformers = require_transformers(local)
+    if local and not any(os.path.exists(os.path.join(lm.hf_name, f)) for f in TOKENIZER_FILES):
+        # recent transformers silently build an EMPTY tokenizer (every word -> [UNK]) from config.json alone
+        raise RepsimError(
+            f"MODEL {lm.spec}: no tokenizer found for --text (none of {', '.join(TOKENIZER_FILES)} in {lm.hf_name}); "
+            "save one beside the model (tokenizer.save_pretrained) or pass token ids with --inputs ids.npy [--attention-mask mask.npy]"
+        )
     try:
         tok = transformers.AutoTokenizer.from_pretrained(lm.hf_name)
     except Exception as exc:
