@@ -41,7 +41,9 @@ class CaptureResult:
     grads: str | None = None
     grads_shape: tuple[int, ...] | None = None
     grad_mode: str | None = None  # vmap | loop
-    seconds: float = 0.0
+    seconds: float = 0.0  # everything, including loading the model
+    activation_seconds: float = 0.0  # the forward passes (and writing them)
+    grad_seconds: float = 0.0  # the gradient pass (and projection, writing)
     attrs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -122,10 +124,13 @@ def capture(
 
             with h5py.File(tmp, "w") as f:
                 w = H5Writer(f, n, batch_size)
+                t1 = time.perf_counter()
                 shapes = _activation_pass(run, specs, w, progress)
-                res = CaptureResult(out, n, shapes)
+                res = CaptureResult(out, n, shapes, activation_seconds=time.perf_counter() - t1)
                 if grads is not None:
+                    t1 = time.perf_counter()
                     _grad_pass(run, grads, y, grad_params, grad_project, seed, w, res, progress)
+                    res.grad_seconds = time.perf_counter() - t1
                 _extras(f, run, y, lab)
                 res.attrs = _provenance(lm, run, inputs, text, specs, tokens, seed, batch_size, device)
                 for k, v in res.attrs.items():

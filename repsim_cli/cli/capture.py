@@ -68,6 +68,10 @@ def _count(inputs: Optional[str], text: Optional[str]) -> int:
         return 0
 
 
+def _rate(n: int, seconds: float) -> str:
+    return f"{seconds:.2f} s, {n / seconds:,.0f} inputs/s" if seconds > 0 else "0 s"
+
+
 @app.command(epilog=EPILOG)
 @handle_errors
 def capture(
@@ -105,10 +109,11 @@ def capture(
             weights=weights, revision=revision, text=text, max_length=max_length, attention_mask=attention_mask,
             labels=labels, progress=progress,
         )
-    rate = res.n / res.seconds if res.seconds > 0 else float("inf")
     desc = ", ".join(f"{k} {'x'.join(map(str, v[1:]))}" for k, v in res.layers.items())
-    info(f"repsim: wrote {len(res.layers)} layers of N={res.n} inputs to {res.path} ({res.seconds:.1f} s, {rate:,.0f} inputs/s): {desc}")
+    info(f"repsim: wrote {len(res.layers)} layers of N={res.n} inputs to {res.path} "
+         f"({_rate(res.n, res.activation_seconds)}; {res.seconds:.1f} s in all): {desc}")
     if res.grads is not None:
-        info(f"repsim: gradients {res.path}:{res.grads} shape {res.grads_shape[0]} x {res.grads_shape[1]} ({res.grad_mode})")
+        info(f"repsim: gradients {res.path}:{res.grads} shape {res.grads_shape[0]} x {res.grads_shape[1]} "
+             f"({res.grad_mode}, {_rate(res.n, res.grad_seconds)})")
     if res.n == 0:  # pragma: no cover - capture refuses N = 0
         raise RepsimError("no inputs")
