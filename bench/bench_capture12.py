@@ -28,7 +28,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
-from _floor import best_of, blas_info  # noqa: E402
+from _floor import best_of, blas_info
 
 
 def cnn_case(n: int, batch: int, tmp: Path, repeat: int) -> list[tuple]:
@@ -62,7 +62,7 @@ def cnn_case(n: int, batch: int, tmp: Path, repeat: int) -> list[tuple]:
     rows.append(("small CNN: activations, all 10 leaf layers", n, t, floor_f, "plain batched forward"))
     floor_b = best_of(batch_backward, repeat)
     t0 = time.perf_counter()
-    import torch._dynamo  # noqa: F401  (torch.func imports it lazily at its first call: a one-time cost, kept out of the rates)
+    import torch._dynamo
 
     rows.append(("one-time: torch.func's lazy import of torch._dynamo (first --grads call in a process)", 0, time.perf_counter() - t0, float("nan"), ""))
     for k in (None, 1024):

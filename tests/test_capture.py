@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
-import warnings
-
 import h5py
 import numpy as np
 import pytest
-
-from capture_models import (  # noqa: F401  (hf_dir, hf_bare_dir are fixtures)
-    HERE, ItemNet, MLP, hf_bare_dir, hf_dir, hooked_forward, images, make_cnn, make_mlp, make_token, make_tuple, torch,
+from capture_models import (
+    HERE,
+    ItemNet,
+    hooked_forward,
+    images,
+    make_cnn,
+    make_mlp,
+    make_token,
+    make_tuple,
+    torch,
 )
-from repsim_cli.capture import capture, cosine_error_bound, cosine_error_sd, pool_tokens, project, projection_matrix
+from capture_models import hf_bare_dir, hf_dir  # noqa: F401  (pytest fixtures)
+
+from repsim_cli.capture import (
+    capture,
+    cosine_error_bound,
+    cosine_error_sd,
+    pool_tokens,
+    project,
+    projection_matrix,
+)
 from repsim_cli.errors import RepsimError, RepsimWarning
 
 
@@ -151,7 +165,7 @@ def test_token_model_with_left_padded_mask(tmp_path):
     np.testing.assert_allclose(got[mask == 1], h[mask == 1], atol=1e-6)
 
 
-def test_hf_hidden_states_and_last_token(tmp_path, hf_dir):
+def test_hf_hidden_states_and_last_token(tmp_path, hf_dir):  # noqa: F811
     from transformers import AutoModel, AutoTokenizer
 
     (tmp_path / "s.txt").write_text("the cat sat on the mat\nhello world\na dog ran\nfast\n")
@@ -276,7 +290,7 @@ def test_projection_preserves_cosines_within_documented_bound():
 # ------------------------------------------------------------------ errors
 
 
-def test_errors_are_one_line_repsim_errors(tmp_path, hf_bare_dir):
+def test_errors_are_one_line_repsim_errors(tmp_path, hf_bare_dir):  # noqa: F811
     x = np.zeros((4, 6), np.float32)
     out = str(tmp_path / "o.h5")
     with pytest.raises(RepsimError, match=r"--layers 'conv\*' matches no module; available names: fc1, act, fc2, relu, head, output"):

@@ -8,9 +8,11 @@ import sys
 import h5py
 import numpy as np
 import pytest
+from capture_models import CNN as CNNClass
+from capture_models import HERE, images, torch
+from capture_models import hf_bare_dir, hf_dir  # noqa: F401  (pytest fixtures)
 from typer.testing import CliRunner
 
-from capture_models import CNN as CNNClass, HERE, hf_bare_dir, hf_dir, images, make_cnn, torch  # noqa: F401  (fixtures)
 from repsim_cli.cli import app
 
 runner = CliRunner()
@@ -97,7 +99,7 @@ def test_captured_gradients_work_with_inputsim(captured):
     assert doc["summary"]["P"] == 16
 
 
-def test_hf_text_tokens_last_and_all(tmp_path, hf_dir):
+def test_hf_text_tokens_last_and_all(tmp_path, hf_dir):  # noqa: F811
     (tmp_path / "s.txt").write_text("the cat sat on the mat\nhello world\na dog ran in the park\nfast\n")
     res = ok("capture", f"hf:{hf_dir}", "--text", tmp_path / "s.txt", "--tokens", "last", "-o", tmp_path / "h.h5", "--batch-size", 2)
     assert "hidden_states/02 16" in res.stderr
@@ -110,7 +112,7 @@ def test_hf_text_tokens_last_and_all(tmp_path, hf_dir):
     assert len(doc["results"]) == 3
 
 
-def test_errors_exit_2_with_one_line(tmp_path, captured, hf_bare_dir, monkeypatch):
+def test_errors_exit_2_with_one_line(tmp_path, captured, hf_bare_dir, monkeypatch):  # noqa: F811
     d, _, _, _ = captured
     x = d / "x.npy"
     out = tmp_path / "o.h5"

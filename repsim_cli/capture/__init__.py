@@ -11,7 +11,12 @@ Library use (a notebook)::
 
 from repsim_cli.capture.core import CaptureResult, capture
 from repsim_cli.capture.layers import TOKEN_MODES, pool_tokens
-from repsim_cli.capture.project import cosine_error_bound, cosine_error_sd, project, projection_matrix
+from repsim_cli.capture.project import (
+    cosine_error_bound,
+    cosine_error_sd,
+    project,
+    projection_matrix,
+)
 
 __all__ = [
     "CaptureResult", "capture", "TOKEN_MODES", "pool_tokens",

@@ -43,7 +43,7 @@ def require_safetensors() -> Any:
     """The ``safetensors`` module, or a RepsimError saying how to install it."""
     try:
         import safetensors
-        import safetensors.torch  # noqa: F401
+        import safetensors.torch
     except ImportError:
         raise RepsimError(".safetensors files need safetensors and PyTorch: pip install 'repsim-cli[torch]'") from None
     return safetensors

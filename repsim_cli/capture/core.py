@@ -22,13 +22,27 @@ from repsim_cli.capture.layers import (
     resolve_layers,
     to_numpy32,
 )
-from repsim_cli.capture.models import LoadedModel, load_model, load_tokenizer, sha256_file
+from repsim_cli.capture.models import (
+    LoadedModel,
+    load_model,
+    load_tokenizer,
+    sha256_file,
+)
 from repsim_cli.capture.project import cosine_error_sd
-from repsim_cli.capture.sources import Source, from_array, open_source, read_text, read_vector, split_input
+from repsim_cli.capture.sources import (
+    Source,
+    from_array,
+    open_source,
+    read_text,
+    read_vector,
+    split_input,
+)
 from repsim_cli.capture.writer import H5Writer, h5_attr
 from repsim_cli.errors import RepsimError, warn
 
 Progress = Callable[[int], None]
+#: --grad-project: gradient rows buffered before one projection call (bytes of float32 B x P)
+PROJECT_BUFFER_BYTES = 256 * 2**20
 
 
 @dataclass
@@ -347,15 +361,34 @@ def _grad_pass(run: _Run, grads: str, y: np.ndarray | None, globs: Sequence[str]
         attrs.update({"projection": "rademacher +-1/sqrt(K), blocks of 4096 rows from PCG64([seed, block])",
                       "projection_seed": seed, "projection_dim": k,
                       "projection_cosine_error_sd": cosine_error_sd(k)})
+    # with --grad-project, gradient rows are buffered up to PROJECT_BUFFER_BYTES so that R (regenerated
+    # per projection call) is generated once per buffer, not once per batch
+    limit = max(1, PROJECT_BUFFER_BYTES // (4 * plan.p)) if k is not None else 0
+    buf: list[Any] = []
+    buf_start = 0
+
+    def flush() -> None:
+        nonlocal buf, buf_start
+        if buf:
+            g = torch.cat(buf) if len(buf) > 1 else buf[0]
+            w.write(dsname, buf_start, to_numpy32(project(g, k, seed)), attrs)
+            buf_start += g.shape[0]
+            buf = []
+
     for start, stop, x, _ in _batches(run):
         yb = torch.from_numpy(yt[start:stop]).to(run.device)
         rows = stop - start
         g = comp(x[:rows], yb)
-        if k is not None:
-            g = project(g, k, seed)
-        w.write(dsname, start, to_numpy32(g), attrs)
+        if k is None:
+            w.write(dsname, start, to_numpy32(g), attrs)
+        else:
+            buf.append(g)
+            if sum(b.shape[0] for b in buf) >= limit:
+                flush()
         if progress is not None:
             progress(rows)
+    if k is not None:
+        flush()
     res.grads, res.grads_shape, res.grad_mode = dsname, w.shapes[dsname], comp.mode
 
 

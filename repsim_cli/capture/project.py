@@ -32,11 +32,20 @@ def projection_block(seed: int, k: int, block: int) -> np.ndarray:
     """Rows [block*BLOCK_ROWS, (block+1)*BLOCK_ROWS) of R as float32 (+-1/sqrt(k))."""
     rng = np.random.Generator(np.random.PCG64([int(seed), int(block)]))
     nbits = BLOCK_ROWS * k
-    bits = np.unpackbits(np.frombuffer(rng.bytes((nbits + 7) // 8), dtype=np.uint8), count=nbits)
-    signs = bits.astype(np.float32).reshape(BLOCK_ROWS, k)
-    signs *= np.float32(2.0 / math.sqrt(k))
-    signs -= np.float32(1.0 / math.sqrt(k))
-    return signs
+    raw = np.frombuffer(rng.bytes((nbits + 7) // 8), dtype=np.uint8)
+    # one table lookup per byte -> its 8 signs (bit 1 -> +1/sqrt(K), 0 -> -1/sqrt(K), MSB first)
+    return _sign_table(k)[raw].reshape(-1)[:nbits].reshape(BLOCK_ROWS, k)
+
+
+_TABLES: dict[int, np.ndarray] = {}
+
+
+def _sign_table(k: int) -> np.ndarray:
+    """256 x 8 float32: the signs encoded by each byte value, scaled by 1/sqrt(k)."""
+    if k not in _TABLES:
+        bits = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).astype(np.float32)
+        _TABLES[k] = (2.0 * bits - 1.0).astype(np.float32) / np.float32(math.sqrt(k))
+    return _TABLES[k]
 
 
 def projection_matrix(p: int, k: int, seed: int) -> np.ndarray:
