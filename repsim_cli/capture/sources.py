@@ -1,9 +1,10 @@
 """Model inputs read in row batches: ``.npy``, ``.npz:KEY``, ``.h5:DATASET``, ``.pt[:KEY]``,
-``.safetensors[:KEY]``, in-memory arrays, and text files tokenized by the model's tokenizer.
+``.safetensors[:KEY]`` (any format of the single reader :mod:`repsim_cli.io.arrays`), in-memory
+arrays, and text files tokenized by the model's tokenizer.
 
 HDF5 datasets, ``.npy`` files (memory-mapped) and ``.safetensors`` tensors are sliced one
-batch at a time, so the inputs are never all in memory; ``.npz`` members and ``.pt`` files
-cannot be sliced on disk and are read whole. Nothing here unpickles code (``allow_pickle=False``,
+batch at a time, so the inputs are never all in memory; ``.npz`` members are read whole and
+``.pt`` files memory-mapped. Nothing here unpickles code (``allow_pickle=False``,
 ``weights_only=True``).
 """
 
@@ -15,18 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from repsim_cli.capture._deps import require_safetensors, require_torch
 from repsim_cli.errors import RepsimError
 
-INPUT_SUFFIXES = (".npy", ".npz", ".h5", ".hdf5", ".pt", ".pth", ".safetensors")
-
-
 def split_input(arg: str) -> tuple[str, str | None]:
-    """``FILE[:KEY]`` -> (file, key or None); the file part must end in a known extension."""
+    """``FILE[:KEY]`` -> (file, key or None); the file part must end in a registered extension."""
+    from repsim_cli.io.arrays import suffixes
+
     if os.path.exists(arg):
         return arg, None
     lowered = arg.lower()
-    cuts = [lowered.find(s + ":") + len(s) for s in INPUT_SUFFIXES if lowered.find(s + ":") >= 0]
+    cuts = [lowered.find(s + ":") + len(s) for s in suffixes() if lowered.find(s + ":") >= 0]
     if not cuts:
         return arg, None
     cut = min(cuts)
@@ -81,38 +80,32 @@ def from_array(arr: Any, label: str = "inputs") -> Source:
 
 
 def open_source(arg: Any, what: str = "--inputs") -> Source:
-    """Open ``FILE[:KEY]`` (or wrap an array) as a batched :class:`Source`."""
+    """Open ``FILE[:KEY]`` (or wrap an array) as a batched :class:`Source`.
+
+    Files are read through the single reader :mod:`repsim_cli.io.arrays` (every registered
+    format: HDF5, .npy, .npz, .pt, .safetensors, ...), one batch of rows at a time.
+    """
     if not isinstance(arg, (str, os.PathLike)):
         return from_array(arg, what)
+    from repsim_cli.io.arrays import file_kind, list_arrays, open_array
+
     path, key = split_input(os.fspath(arg))
     if not os.path.exists(path):
         raise RepsimError(f"{what} {path}: no such file")
-    if os.path.isdir(path):
-        raise RepsimError(f"{what} {path}: is a directory, expected an array file")
-    suffix = os.path.splitext(path)[1].lower()
-    try:
-        if suffix == ".npy":
-            return _npy(path, what)
-        if suffix == ".npz":
-            return _npz(path, key, what)
-        if suffix in (".h5", ".hdf5"):
-            return _h5(path, key, what)
-        if suffix in (".pt", ".pth"):
-            return _pt(path, key, what)
-        if suffix == ".safetensors":
-            return _safetensors(path, key, what)
-    except RepsimError:
-        raise
-    except Exception as exc:
-        raise RepsimError(f"{what} {path}: cannot read ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
-    raise RepsimError(f"{what} {path}: unknown extension {suffix or '(none)'!r}; expected one of {', '.join(INPUT_SUFFIXES)}")
-
-
-def _npy(path: str, what: str) -> Source:
-    arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    src = from_array(arr, f"{what} {path}")
-    src.path = path
-    return src
+    kind = file_kind(path)
+    arrays, _ = list_arrays(path)
+    infos = {a.name: a for a in arrays}
+    name = _pick(list(infos), key.lstrip("/") if key else None, path, what)
+    info = infos[name]
+    if len(info.shape) < 1:
+        raise RepsimError(f"{what} {path}:{name}: a scalar, expected N x ... rows")
+    if info.dtype.hasobject:
+        raise RepsimError(f"{what} {path}:{name}: object arrays are not numeric inputs")
+    cm = open_array(path, kind, name)
+    arr = cm.__enter__()
+    label = f"{what} {path}" + (f":{name}" if len(infos) > 1 or key else "")
+    return Source(label, tuple(int(s) for s in info.shape), np.dtype(info.dtype), path,
+                  lambda s, e: np.asarray(arr[s:e]), lambda: cm.__exit__(None, None, None))
 
 
 def _pick(keys: list[str], key: str | None, path: str, what: str) -> str:
@@ -123,75 +116,6 @@ def _pick(keys: list[str], key: str | None, path: str, what: str) -> str:
     if len(keys) != 1:
         raise RepsimError(f"{what} {path}: {len(keys)} arrays ({', '.join(keys) or 'none'}); name one as {path}:KEY")
     return keys[0]
-
-
-def _npz(path: str, key: str | None, what: str) -> Source:
-    with np.load(path, allow_pickle=False) as z:
-        name = _pick(list(z.files), key, path, what)
-        arr = z[name]
-    src = from_array(arr, f"{what} {path}:{name}")
-    src.path = path
-    return src
-
-
-def _h5(path: str, key: str | None, what: str) -> Source:
-    import h5py
-
-    f = h5py.File(path, "r")
-    try:
-        names: list[str] = []
-        f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
-        name = _pick(names, key.lstrip("/") if key else None, path, what)
-        ds = f[name]
-        shape = tuple(int(s) for s in ds.shape)
-        if len(shape) < 1:
-            raise RepsimError(f"{what} {path}:{name}: a scalar, expected N x ... rows")
-    except Exception:
-        f.close()
-        raise
-    return Source(f"{what} {path}:{name}", shape, ds.dtype, path, lambda s, e: ds[s:e], f.close)
-
-
-def _pt(path: str, key: str | None, what: str) -> Source:
-    torch = require_torch()
-    obj = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(obj, dict):
-        tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-        name = _pick(list(tensors), key, path, what)
-        src = from_array(tensors[name], f"{what} {path}:{name}")
-    elif isinstance(obj, torch.Tensor):
-        if key is not None:
-            raise RepsimError(f"{what} {path}: holds one tensor, not a dict; drop ':{key}'")
-        src = from_array(obj, f"{what} {path}")
-    else:
-        raise RepsimError(f"{what} {path}: expected a tensor or a dict of tensors, got {type(obj).__name__}")
-    src.path = path
-    return src
-
-
-def _safetensors(path: str, key: str | None, what: str) -> Source:
-    require_safetensors()
-    from safetensors import safe_open
-
-    handle = safe_open(path, framework="pt")
-    f = handle.__enter__()
-    try:
-        name = _pick(list(f.keys()), key, path, what)
-        sl = f.get_slice(name)
-        shape = tuple(int(s) for s in sl.get_shape())
-        probe = sl[0:1] if shape and shape[0] else None
-        dtype = np.dtype("float32") if probe is None or str(probe.dtype) == "torch.bfloat16" else from_array(probe).dtype
-    except Exception:
-        handle.__exit__(None, None, None)
-        raise
-    if not shape:
-        handle.__exit__(None, None, None)
-        raise RepsimError(f"{what} {path}:{name}: a scalar, expected N x ... rows")
-
-    def get(s: int, e: int) -> np.ndarray:
-        return from_array(sl[s:e]).read_all()
-
-    return Source(f"{what} {path}:{name}", shape, dtype, path, get, lambda: handle.__exit__(None, None, None))
 
 
 def read_vector(arg: Any, n: int, what: str, ndim: int = 1) -> np.ndarray:
