@@ -62,6 +62,15 @@ def _options(seed: int, max_samples: int | None, samples: Samples, pool: str, ch
     return LoadOptions(max_samples, seed, samples, pool, channel_axis, max_gram)
 
 
+def _check_token_rows(pool: str, resampling: Any) -> None:
+    """pool tokens makes each real token a row: resampling single tokens would break the nulls."""
+    if pool == "tokens" and resampling:
+        raise RepsimError(
+            "pool tokens cannot be combined with permutations or bootstrap yet (tokens of one sequence must be "
+            "resampled together, which is not implemented); use pool mean, last or first for nulls"
+        )
+
+
 def _issue(warnings: Sequence[str]) -> None:
     for message in dict.fromkeys(warnings):
         warn(message, stacklevel=4)
@@ -105,6 +114,7 @@ def compare(
     1.0
     """
     bound = _bind_all(metrics)
+    _check_token_rows(pool, permutations or bootstrap)
     options = _options(seed, max_samples, samples, pool, channel_axis, max_gram)
     with MemoryScope() as mem:
         a_refs, b_refs = mem.layer_refs(a, "A"), mem.layer_refs(b, "B")
@@ -151,6 +161,7 @@ def heatmap(
     Returns :class:`~repsim_cli.results.Grid` (``.values``, ``.rows``, ``.cols``, ``.plot()``).
     """
     bound = _bind(metric)
+    _check_token_rows(pool, permutations)
     if max_memory <= 0:
         raise RepsimError(f"max_memory must be > 0 GiB, got {max_memory}")
     options = _options(seed, max_samples, samples, pool, channel_axis, max_gram)
@@ -204,6 +215,7 @@ def test(
         raise RepsimError(f"n_resamples must be >= 1, got {n_resamples}")
     if not 0 < ci < 1:
         raise RepsimError(f"ci must lie in (0, 1), got {ci}")
+    _check_token_rows(pool, null == "bootstrap")  # the label-exchange null moves whole runs: fine
     items = list(groups.items()) if isinstance(groups, Mapping) else [(str(g), list(rs)) for g, rs in groups]
     options = _options(seed, max_samples, samples, pool, channel_axis, max_gram)
     with MemoryScope() as mem:

@@ -16,6 +16,8 @@ import numpy as np
 
 from repsim_cli.errors import RepsimError
 from repsim_cli.io.layers import (
+    TOKEN_POOLS,
+    has_token_axis,
     Layer,
     LayerRef,
     check_same_n,
@@ -255,7 +257,8 @@ def should_stream(
 
     Only linear CKA streams (see :func:`stream_route`); nulls and row subsets need the data in memory.
     """
-    streamable = all(m.name == "cka" and m.params["kernel"] == "linear" for m in metrics)
+    masked = options.pool in TOKEN_POOLS or (options.pool == "mean" and any(has_token_axis(r) for p in pairs for r in p))
+    streamable = all(m.name == "cka" and m.params["kernel"] == "linear" for m in metrics) and not masked
     subset = options.max_samples is not None or options.samples is not None
     keeps = max(stream_route(a, b, options)[1] for a, b in pairs)
     if stream:

@@ -1,0 +1,89 @@
+"""--pool tokens | last | first and the `axes` attribute against hand computations (N x T x D + attention_mask)."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from repsim_cli.cli import app
+from repsim_cli.io.layers import load_layer, select_layers
+from repsim_cli.metrics import linear_cka
+
+runner = CliRunner()
+
+
+def write(path, h, mask, axes="N,T,D"):
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("hs", data=h)
+        if axes:
+            ds.attrs["axes"] = axes
+        if mask is not None:
+            f.create_dataset("attention_mask", data=mask)
+        f.attrs["layer_order"] = np.array(["hs"], dtype=h5py.string_dtype())
+    return str(path)
+
+
+@pytest.fixture
+def tokfiles(tmp_path):
+    rng = np.random.default_rng(0)
+    n, t, d = 12, 6, 5
+    h = rng.standard_normal((n, t, d))
+    mask = np.ones((n, t), np.int8)
+    for i in range(n):  # right padding for even rows, left padding for odd rows
+        k = i % 4
+        if k:
+            if i % 2:
+                mask[i, :k] = 0
+            else:
+                mask[i, t - k :] = 0
+    h[mask == 0] = 1e3  # padding must never enter a statistic
+    g = rng.standard_normal((d, d))
+    return write(tmp_path / "a.h5", h, mask), write(tmp_path / "b.h5", h @ g, mask), h, h @ g, mask
+
+
+def hand(h, mask, pool):
+    rows = []
+    for hi, mi in zip(h, mask):
+        real = np.flatnonzero(mi)
+        rows.append({"mean": [hi[real].mean(0)], "first": [hi[real[0]]], "last": [hi[real[-1]]], "tokens": list(hi[real])}[pool])
+    return np.array([r for rs in rows for r in rs])
+
+
+@pytest.mark.parametrize("pool", ["mean", "first", "last", "tokens"])
+def test_token_pools_equal_hand_computation(tokfiles, pool):
+    a, b, ha, hb, mask = tokfiles
+    ref = select_layers(a)[0]
+    assert ref.axes == "N,T,D"
+    np.testing.assert_allclose(load_layer(ref, pool=pool).data, hand(ha, mask, pool), rtol=1e-12)
+    rows = np.array([3, 0, 7])  # a row subset selects whole sequences
+    np.testing.assert_allclose(load_layer(ref, rows, pool=pool).data, hand(ha[rows], mask[rows], pool), rtol=1e-12)
+    out = runner.invoke(app, ["compare", a, b, "-m", "cka", "--pool", pool, "-f", "json"])
+    assert out.exit_code == 0, out.stderr
+    rec = json.loads(out.stdout)["results"][0]
+    assert rec["value"] == pytest.approx(linear_cka(hand(ha, mask, pool), hand(hb, mask, pool)), abs=1e-10)
+    assert rec["n_samples"] == (int(mask.sum()) if pool == "tokens" else 12)
+    assert any("sequences" in w for w in rec["warnings"])  # says how many rows and sequences were used
+
+
+def test_mean_without_axes_attribute_keeps_the_old_meaning(tmp_path):
+    h = np.random.default_rng(1).standard_normal((10, 4, 3))
+    path = write(tmp_path / "c.h5", h, None, axes=None)
+    ref = select_layers(path)[0]
+    np.testing.assert_allclose(load_layer(ref, pool="mean").data, h.mean(axis=2))  # channel axis 1 by default
+    np.testing.assert_allclose(load_layer(ref, pool="mean", channel_axis=-1).data, h.mean(axis=1))
+    np.testing.assert_allclose(load_layer(ref, pool="last").data, h[:, -1])  # no mask: every token is real
+
+
+def test_token_pool_errors(tokfiles, tmp_path):
+    a, b, *_ = tokfiles
+    out = runner.invoke(app, ["compare", a, b, "--pool", "tokens", "--permutations", "9"])
+    assert out.exit_code == 2 and "cannot be combined with --permutations" in out.stderr
+    out = runner.invoke(app, ["compare", a, b, "--pool", "tokens", "--stream"])
+    assert out.exit_code == 2
+    img = write(tmp_path / "img.h5", np.zeros((5, 2, 3, 3)), None, axes=None)
+    out = runner.invoke(app, ["compare", img, img, "--pool", "last"])
+    assert out.exit_code == 2 and "needs an N x T x D layer" in out.stderr
