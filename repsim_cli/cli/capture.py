@@ -117,7 +117,7 @@ def capture(
             labels=labels, progress=progress,
         )
     desc = ", ".join(f"{k} {'x'.join(map(str, v[1:]))}" for k, v in res.layers.items())
-    info(f"repsim: wrote {len(res.layers)} layers of N={res.n} inputs to {res.path} "
+    info(f"repsim: wrote {len(res.layers)} layer{'s' if len(res.layers) != 1 else ''} of N={res.n} inputs to {res.path} "
          f"({_rate(res.n, res.activation_seconds)}; {res.seconds:.1f} s in all): {desc}")
     if res.grads is not None:
         info(f"repsim: gradients {res.path}:{res.grads} shape {res.grads_shape[0]} x {res.grads_shape[1]} "
