@@ -63,11 +63,15 @@ def _options(seed: int, max_samples: int | None, samples: Samples, pool: str, ch
 
 
 def _check_token_rows(pool: str, resampling: Any) -> None:
-    """pool tokens makes each real token a row: resampling single tokens would break the nulls."""
+    """pool tokens makes each real token a row: shuffling single tokens would break the null.
+
+    (compare's bootstrap resamples whole sequences and is allowed; see stats.nulls.cluster_rows.)
+    """
     if pool == "tokens" and resampling:
         raise RepsimError(
-            "pool tokens cannot be combined with permutations or bootstrap yet (tokens of one sequence must be "
-            "resampled together, which is not implemented); use pool mean, last or first for nulls"
+            "pool tokens cannot be combined with permutations (or the test bootstrap null) yet: tokens of one "
+            "sequence must move together and sequences differ in length; compare's bootstrap resamples whole "
+            "sequences, or use pool mean, last or first"
         )
 
 
@@ -114,7 +118,7 @@ def compare(
     1.0
     """
     bound = _bind_all(metrics)
-    _check_token_rows(pool, permutations or bootstrap)
+    _check_token_rows(pool, permutations)
     options = _options(seed, max_samples, samples, pool, channel_axis, max_gram)
     with MemoryScope() as mem:
         a_refs, b_refs = mem.layer_refs(a, "A"), mem.layer_refs(b, "B")

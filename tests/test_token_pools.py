@@ -81,9 +81,26 @@ def test_mean_without_axes_attribute_keeps_the_old_meaning(tmp_path):
 def test_token_pool_errors(tokfiles, tmp_path):
     a, b, *_ = tokfiles
     out = runner.invoke(app, ["compare", a, b, "--pool", "tokens", "--permutations", "9"])
-    assert out.exit_code == 2 and "cannot be combined with --permutations" in out.stderr
+    assert out.exit_code == 2 and "cannot be combined with permutations" in out.stderr
     out = runner.invoke(app, ["compare", a, b, "--pool", "tokens", "--stream"])
     assert out.exit_code == 2
     img = write(tmp_path / "img.h5", np.zeros((5, 2, 3, 3)), None, axes=None)
     out = runner.invoke(app, ["compare", img, img, "--pool", "last"])
     assert out.exit_code == 2 and "needs an N x T x D layer" in out.stderr
+
+
+def test_tokens_bootstrap_resamples_whole_sequences(tokfiles):
+    from repsim_cli.stats.nulls import bootstrap_rows, cluster_rows, percentile_interval
+
+    a, b, ha, hb, mask = tokfiles
+    out = runner.invoke(app, ["compare", a, b, "-m", "cka", "--pool", "tokens", "--bootstrap", "30", "--seed", "3", "-f", "json"])
+    assert out.exit_code == 0, out.stderr
+    rec = json.loads(out.stdout)["results"][0]
+    xa, xb = hand(ha, mask, "tokens"), hand(hb, mask, "tokens")
+    groups = np.repeat(np.arange(12), mask.sum(axis=1))
+    for k in (0, 1):  # each drawn sequence contributes all of its tokens
+        expect = np.concatenate([np.flatnonzero(groups == c) for c in bootstrap_rows(12, 3, k)])
+        np.testing.assert_array_equal(cluster_rows(groups, 3, k), expect)
+    vals = [linear_cka(xa[r], xb[r]) for r in (cluster_rows(groups, 3, k) for k in range(30))]
+    lo, hi = percentile_interval(np.array(vals), 0.95)
+    assert rec["ci_low"] == pytest.approx(lo, abs=1e-10) and rec["ci_high"] == pytest.approx(hi, abs=1e-10)

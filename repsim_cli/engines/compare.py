@@ -205,9 +205,13 @@ def compare_pairs(
                 record.update(null.as_record())
                 record["warnings"] = list(dict.fromkeys([*record["warnings"], *null.warnings]))
             if bootstrap:
-                boot = stats.bootstrap_interval(
+                if (a.groups is not None or b.groups is not None) and not (
+                    a.groups is not None and b.groups is not None and np.array_equal(a.groups, b.groups)
+                ):
+                    raise RepsimError(f"{a.label} vs {b.label}: pool tokens needs the same attention_mask on both sides to resample sequences")
+                boot = stats.bootstrap_interval(  # pool tokens: whole sequences are resampled (groups)
                     metric, a.data, b.data, bootstrap, ci=ci, seed=options.seed, jobs=jobs, progress=progress,
-                    observed=result.value,
+                    observed=result.value, groups=a.groups,
                 )
                 record.update(boot.as_record())
                 record["warnings"] = list(dict.fromkeys([*record["warnings"], *boot.warnings]))

@@ -113,6 +113,8 @@ class Layer:
     ref: LayerRef
     data: np.ndarray
     warnings: list[str] = field(default_factory=list)
+    #: pool tokens: the input (sequence) each row came from, so resampling moves whole sequences
+    groups: np.ndarray | None = None
 
     @property
     def label(self) -> str:
@@ -369,9 +371,14 @@ def load_layer(
         raise RepsimError(f"{where}: N={n_used} inputs, need at least {min_samples}")
     raw = read_array(ref.file, ref.kind, ref.name, rows)
     warnings = []
+    groups = None
     if (pool in TOKEN_POOLS and raw.ndim > 2) or (pool == "mean" and has_token_axis(ref)):
-        data, note = pool_token_layer(raw, token_mask(ref, rows), pool, ref.label)
+        mask = token_mask(ref, rows)
+        data, note = pool_token_layer(raw, mask, pool, ref.label)
         warnings.append(note)
+        if pool == "tokens":
+            counts = np.full(raw.shape[0], raw.shape[1]) if mask is None else mask.sum(axis=1)
+            groups = np.repeat(np.arange(raw.shape[0]), counts)
     else:
         data = to_matrix(raw, pool, ref.feature_axis(channel_axis), ref.label)
     del raw
@@ -379,7 +386,7 @@ def load_layer(
     dead = count_constant_columns(data)
     if dead:
         warnings.append(f"{ref.label}: {dead} of {data.shape[1]} columns are constant (dead units)")
-    return Layer(ref, data, warnings)
+    return Layer(ref, data, warnings, groups)
 
 
 def has_token_axis(ref: LayerRef) -> bool:

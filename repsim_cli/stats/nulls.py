@@ -77,6 +77,18 @@ def bootstrap_rows(n: int, seed: int, k: int, unique: bool = False) -> np.ndarra
     return np.unique(rows) if unique else rows
 
 
+def cluster_rows(groups: np.ndarray, seed: int, k: int, unique: bool = False) -> np.ndarray:
+    """Rows of cluster-bootstrap resample ``k``: G clusters drawn with replacement, all rows of each.
+
+    ``groups`` holds a cluster id per row with each cluster's rows contiguous (token rows of one
+    sequence); clusters are drawn by :func:`bootstrap_rows` over range(G), so the same seed gives
+    the same draw of clusters.
+    """
+    ids, starts, counts = np.unique(groups, return_index=True, return_counts=True)
+    clusters = bootstrap_rows(ids.size, seed, k, unique)
+    return np.concatenate([np.arange(starts[c], starts[c] + counts[c]) for c in clusters])
+
+
 def permutation_pvalue(observed: float, null: np.ndarray, higher_is_similar: bool = True) -> float:
     """(1 + #{null >= observed}) / (B + 1) for similarities (<= for distances); never 0.
 
@@ -166,13 +178,17 @@ class _Job:
             out[i] = self.metric.pair(self.prep_a, permuted).value
         return out
 
-    def bootstrap(self, seed: int, start: int, stop: int, unique: bool) -> tuple[np.ndarray, list[str]]:
-        """Values on resamples ``start..stop-1`` (NaN where the metric is undefined, with the reason)."""
+    def bootstrap(self, seed: int, start: int, stop: int, unique: bool, groups: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
+        """Values on resamples ``start..stop-1`` (NaN where the metric is undefined, with the reason).
+
+        ``groups`` (one cluster id per row, clusters contiguous): whole clusters are resampled
+        (e.g. all tokens of one sequence with ``pool tokens``), see :func:`cluster_rows`.
+        """
         n = self.x.shape[0]
         out = np.empty(stop - start)
         errors: list[str] = []
         for i, k in enumerate(range(start, stop)):
-            rows = bootstrap_rows(n, seed, k, unique)
+            rows = bootstrap_rows(n, seed, k, unique) if groups is None else cluster_rows(groups, seed, k, unique)
             try:
                 out[i] = self.metric.compute(self.x[rows], self.y[rows]).value
             except RepsimError as exc:
@@ -416,6 +432,7 @@ def bootstrap_interval(
     progress: Progress | None = None,
     unique_rows: bool | None = None,
     observed: float | None = None,
+    groups: np.ndarray | None = None,
 ) -> BootstrapResult:
     """Percentile bootstrap interval of ``metric(x, y)``.
 
@@ -429,6 +446,8 @@ def bootstrap_interval(
     decides from the metric's ``debiased`` parameter) each resample keeps its distinct rows
     only (~63% of N): the interval is honest about the estimator, somewhat wider than for N
     rows; a warning says so. Resamples where the metric is undefined are skipped, with a warning.
+    ``groups`` (a cluster id per row, clusters contiguous) resamples whole clusters instead of
+    rows (cluster bootstrap): the tokens of one sequence move together under ``pool tokens``.
     """
     seed = _check_seed(seed)
     _check_ci(ci)
@@ -442,7 +461,9 @@ def bootstrap_interval(
     unique = needs_distinct_rows(metric) if unique_rows is None else bool(unique_rows)
     job = _Job(metric, x, y)
     chunks = _chunks(n_boot, jobs)
-    parts = _run(job, "bootstrap", [(seed, s, e, unique) for s, e in chunks], [e - s for s, e in chunks], jobs, progress)
+    if groups is not None and len(groups) != x.shape[0]:
+        raise RepsimError(f"groups has {len(groups)} entries for {x.shape[0]} rows")
+    parts = _run(job, "bootstrap", [(seed, s, e, unique, groups) for s, e in chunks], [e - s for s, e in chunks], jobs, progress)
     values = np.concatenate([p[0] for p in parts])
     errors = [e for p in parts for e in p[1]]
     finite = values[np.isfinite(values)]
