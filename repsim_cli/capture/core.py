@@ -199,14 +199,14 @@ def _open_inputs(lm: LoadedModel, inputs: Any, text: str | None, max_length: int
             raise RepsimError("--text needs an hf: model (its tokenizer turns lines into token ids)")
         if mask_arg is not None:
             raise RepsimError("--attention-mask comes from the tokenizer with --text; give it only with --inputs ids.npy")
-        ids, mask = read_text(text, load_tokenizer(lm), max_length)
-        return _Run(lm, from_array(ids, f"--text {text}"), mask, tokens, batch, device, True)
+        ids, text_mask = read_text(text, load_tokenizer(lm), max_length)
+        return _Run(lm, from_array(ids, f"--text {text}"), text_mask, tokens, batch, device, True)
     src = open_source(inputs)
     integer = np.issubdtype(src.dtype, np.integer)
     if lm.kind == "hf" and not (integer and len(src.shape) == 2):
         src.close()
         raise RepsimError(f"{src.label}: an hf: model needs N x T integer token ids, got shape {src.shape} dtype {src.dtype}")
-    mask = None
+    mask: np.ndarray | None = None
     if mask_arg is not None:
         if len(src.shape) != 2:
             src.close()
@@ -339,14 +339,29 @@ def _select(run: _Run, spec: LayerSpec, out: Any, seen: dict[str, Any]) -> Any:
 
 def _grad_pass(run: _Run, grads: str, y: np.ndarray | None, globs: Sequence[str] | None, k: int | None, seed: int,
                w: H5Writer, res: CaptureResult, progress: Progress | None) -> None:
-    from repsim_cli.capture.project import project
-
     torch = run.torch
     if run.lm.kind == "hf":
         raise RepsimError("--grads needs a model whose output is N x C logits; hf: models load with AutoModel "
                           "(hidden states, no logits): wrap yours in a factory returning logits")
     name, index = parse_output(grads)
     plan = select_params(run.lm.module, globs)
+    comp = GradComputer(run.lm.module, plan, name, index, _logits_call(run, index))
+    if run.lm.kind == "torchscript":
+        comp.mode = "loop"  # functional_call cannot swap the parameters of a ScriptModule
+    yt = np.zeros(run.src.n, dtype=np.int64) if y is None else _targets(y)
+    dsname = f"grads/{name}"
+    sink = _GradSink(w, dsname, _grad_attrs(grads, name, plan, k, seed), k, seed, plan.p)
+    for start, stop, x, _ in _batches(run):
+        rows = stop - start
+        sink.add(start, comp(x[:rows], torch.from_numpy(yt[start:stop]).to(run.device)))
+        if progress is not None:
+            progress(rows)
+    sink.flush()
+    res.grads, res.grads_shape, res.grad_mode = dsname, w.shapes[dsname], comp.mode
+
+
+def _logits_call(run: _Run, index: int | None) -> Callable[[Any, Any], Any]:
+    """(module, x) -> N x C logits, checked (the first tensor of the model output)."""
 
     def call(mod: Any, x: Any) -> Any:
         logits = pick_tensor(mod(x), None, f"{run.lm.spec} output")
@@ -356,49 +371,48 @@ def _grad_pass(run: _Run, grads: str, y: np.ndarray | None, globs: Sequence[str]
             raise RepsimError(f"--grads {index}: the model has only {logits.shape[1]} outputs")
         return logits
 
-    comp = GradComputer(run.lm.module, plan, name, index, call)
-    if run.lm.kind == "torchscript":
-        comp.mode = "loop"  # functional_call cannot swap the parameters of a ScriptModule
-    yt = np.zeros(run.src.n, dtype=np.int64) if y is None else _targets(y)
-    dsname = f"grads/{name}"
+    return call
+
+
+def _grad_attrs(grads: str, name: str, plan: Any, k: int | None, seed: int) -> dict[str, Any]:
+    formulas = {"true_logit": "grad_theta f(x)[y]", "loss": "grad_theta cross_entropy(f(x), y)"}
     attrs: dict[str, Any] = {
         "output": grads, "param_names": plan.names, "param_shapes": ["x".join(map(str, s)) or "scalar" for s in plan.shapes],
-        "param_offsets": plan.offsets, "P": plan.p,
-        "formula": {"true_logit": "grad_theta f(x)[y]", "loss": "grad_theta cross_entropy(f(x), y)"}.get(name, f"grad_theta f(x)[{name}]"),
+        "param_offsets": plan.offsets, "P": plan.p, "formula": formulas.get(name, f"grad_theta f(x)[{name}]"),
     }
     if k is not None:
         attrs.update({"projection": "rademacher +-1/sqrt(K), blocks of 4096 rows from PCG64([seed, block])",
-                      "projection_seed": seed, "projection_dim": k,
-                      "projection_cosine_error_sd": cosine_error_sd(k)})
-    # with --grad-project, gradient rows are buffered up to PROJECT_BUFFER_BYTES so that R (regenerated
-    # per projection call) is generated once per buffer, not once per batch
-    limit = max(1, PROJECT_BUFFER_BYTES // (4 * plan.p)) if k is not None else 0
-    buf: list[Any] = []
-    buf_start = 0
+                      "projection_seed": seed, "projection_dim": k, "projection_cosine_error_sd": cosine_error_sd(k)})
+    return attrs
 
-    def flush() -> None:
-        nonlocal buf, buf_start
-        if buf:
-            g = torch.cat(buf) if len(buf) > 1 else buf[0]
-            w.write(dsname, buf_start, to_numpy32(project(g, k, seed)), attrs)
-            buf_start += g.shape[0]
-            buf = []
 
-    for start, stop, x, _ in _batches(run):
-        yb = torch.from_numpy(yt[start:stop]).to(run.device)
-        rows = stop - start
-        g = comp(x[:rows], yb)
-        if k is None:
-            w.write(dsname, start, to_numpy32(g), attrs)
-        else:
-            buf.append(g)
-            if sum(b.shape[0] for b in buf) >= limit:
-                flush()
-        if progress is not None:
-            progress(rows)
-    if k is not None:
-        flush()
-    res.grads, res.grads_shape, res.grad_mode = dsname, w.shapes[dsname], comp.mode
+class _GradSink:
+    """Writes gradient rows; with a projection, buffers rows up to PROJECT_BUFFER_BYTES so that R
+    (regenerated per projection call) is generated once per buffer, not once per batch."""
+
+    def __init__(self, w: H5Writer, name: str, attrs: dict[str, Any], k: int | None, seed: int, p: int):
+        self.w, self.name, self.attrs, self.k, self.seed = w, name, attrs, k, seed
+        self.limit = max(1, PROJECT_BUFFER_BYTES // (4 * p))
+        self.buf: list[Any] = []
+        self.start = 0
+
+    def add(self, start: int, g: Any) -> None:
+        if self.k is None:
+            self.w.write(self.name, start, to_numpy32(g), self.attrs)
+            return
+        self.buf.append(g)
+        if sum(b.shape[0] for b in self.buf) >= self.limit:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buf or self.k is None:
+            return
+        from repsim_cli.capture.project import project
+
+        g = require_torch().cat(self.buf) if len(self.buf) > 1 else self.buf[0]
+        self.w.write(self.name, self.start, to_numpy32(project(g, self.k, self.seed)), self.attrs)
+        self.start += g.shape[0]
+        self.buf = []
 
 
 def _targets(y: np.ndarray) -> np.ndarray:

@@ -101,7 +101,10 @@ def _spec(name: str) -> LayerSpec:
 
 def _no_match(pat: str, names: list[str], hookable: bool, kind: str) -> str:
     shown = ", ".join(names[:_MAX_LISTED]) + (f", ... ({len(names)} in all)" if len(names) > _MAX_LISTED else "")
-    extra = "" if hookable else f" (a {kind} model runs no forward hooks: only its output can be captured; export it with torch.export to a .pt2 file to reach inner layers)"
+    extra = "" if hookable else (
+        f" (a {kind} model runs no forward hooks: only its output can be captured; "
+        "export it with torch.export to a .pt2 file to reach inner layers)"
+    )
     return f"--layers {pat!r} matches no module{extra}; available names: {shown}"
 
 

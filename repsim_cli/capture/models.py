@@ -166,7 +166,8 @@ def _load_weights(lm: LoadedModel, weights: str) -> None:
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise RepsimError(f"--weights {weights}: cannot read as a torch state dict with weights_only=True ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+        first = (str(exc).splitlines() or [""])[0]
+        raise RepsimError(f"--weights {weights}: cannot read as a torch state dict with weights_only=True ({type(exc).__name__}: {first})") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -223,9 +224,10 @@ def _load_hf(spec: str, revision: str | None) -> LoadedModel:
 
 def load_tokenizer(lm: LoadedModel) -> Any:
     """The model's own tokenizer (a pad token is borrowed from EOS when it has none)."""
-    local = os.path.isdir(lm.hf_name or "")
+    folder = lm.hf_name or ""
+    local = os.path.isdir(folder)
     transformers = require_transformers(local)
-    if local and not any(os.path.exists(os.path.join(lm.hf_name, f)) for f in TOKENIZER_FILES):
+    if local and not any(os.path.exists(os.path.join(folder, f)) for f in TOKENIZER_FILES):
         # recent transformers silently build an EMPTY tokenizer (every word -> [UNK]) from config.json alone
         raise RepsimError(
             f"MODEL {lm.spec}: no tokenizer found for --text (none of {', '.join(TOKENIZER_FILES)} in {lm.hf_name}); "

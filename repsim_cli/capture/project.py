@@ -62,6 +62,7 @@ def project(g: Any, k: int, seed: int) -> Any:
     if k < 1:
         raise RepsimError(f"--grad-project must be >= 1, got {k}")
     is_torch = hasattr(g, "detach")
+    acc: Any
     if is_torch:
         import torch
 

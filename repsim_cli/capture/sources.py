@@ -18,6 +18,7 @@ import numpy as np
 
 from repsim_cli.errors import RepsimError
 
+
 def split_input(arg: str) -> tuple[str, str | None]:
     """``FILE[:KEY]`` -> (file, key or None); the file part must end in a registered extension."""
     from repsim_cli.io.arrays import suffixes

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Any, Callable, Iterator, List, Optional
+from typing import Any, Callable, Iterator
 
 import typer
 
@@ -33,7 +33,7 @@ Projection error (--grad-project K): a projected cosine has standard deviation a
 
 
 @contextlib.contextmanager
-def _progress(total: int) -> Iterator[Optional[Callable[[int], None]]]:
+def _progress(total: int) -> Iterator[Callable[[int], None] | None]:
     """Inputs done and inputs/s on stderr when it is a terminal; silent otherwise."""
     if total <= 0 or not sys.stderr.isatty():
         yield None
@@ -56,10 +56,14 @@ def _progress(total: int) -> Iterator[Optional[Callable[[int], None]]]:
     with Progress(TextColumn("capture"), BarColumn(), MofNCompleteColumn(), Rate(), TimeRemainingColumn(),
                   console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("capture", total=total)
-        yield lambda k=1: bar.advance(task, k)
+
+        def advance(k: int = 1) -> None:
+            bar.advance(task, k)
+
+        yield advance
 
 
-def _count(inputs: Optional[str], text: Optional[str]) -> int:
+def _count(inputs: str | None, text: str | None) -> int:
     """Number of inputs (for the progress bar), cheaply; 0 when unknown."""
     try:
         if text is not None:
@@ -83,23 +87,35 @@ def _rate(n: int, seconds: float) -> str:
 @handle_errors
 def capture(
     model: str = typer.Argument(..., help="package.module:factory | file.py:factory | model.pt2 (torch.export) | TorchScript file | hf:DIR_OR_NAME."),
-    inputs: Optional[str] = typer.Option(None, "--inputs", help="N x ... inputs: .npy, .npz:KEY, .h5:DATASET (read by batch), .pt[:KEY], .safetensors[:KEY]; token ids N x T for hf: models."),
+    inputs: str | None = typer.Option(None, "--inputs", help=(
+        "N x ... inputs: .npy, .npz:KEY, .h5:DATASET (read by batch), .pt[:KEY], "
+        ".safetensors[:KEY]; token ids N x T for hf: models."
+    )),
     output: str = typer.Option(..., "--output", "-o", help="HDF5 file to write (atomically; never an input file)."),
-    layers: Optional[List[str]] = typer.Option(None, "--layers", help="Glob over named_modules() names (repeatable); NAME.0 / NAME.key pick from tuple/dict outputs; 'output' = the model output. Default: every leaf module; hf: hidden_states/00, /01, ..."),
+    layers: list[str] | None = typer.Option(None, "--layers", help=(
+        "Glob over named_modules() names (repeatable); NAME.0 / NAME.key pick from tuple/dict outputs; "
+        "'output' = the model output. Default: every leaf module; hf: hidden_states/00, /01, ..."
+    )),
     batch_size: int = typer.Option(64, "--batch-size", help="Inputs per forward pass (memory: one batch plus the model)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | mps."),
     tokens: str = typer.Option("mean", "--tokens", help="N x T x D outputs: mean | last | first over real tokens (mask), or all (keep N x T x D)."),
-    grads: Optional[str] = typer.Option(None, "--grads", help="Per-example gradients of true_logit | loss | INDEX, written as /grads/<OUTPUT> (N x P) for `repsim inputsim`."),
-    targets: Optional[str] = typer.Option(None, "--targets", help="N integer classes (.npy ...) for --grads true_logit / loss."),
-    grad_params: Optional[List[str]] = typer.Option(None, "--grad-params", help="Glob over named_parameters() (repeatable): gradients of these only."),
-    grad_project: Optional[int] = typer.Option(None, "--grad-project", help="Project gradients to K columns (seeded Rademacher / sqrt(K), never held as P x K); see the error note below."),
+    grads: str | None = typer.Option(None, "--grads", help=(
+        "Per-example gradients of true_logit | loss | INDEX, written "
+        "as /grads/<OUTPUT> (N x P) for `repsim inputsim`."
+    )),
+    targets: str | None = typer.Option(None, "--targets", help="N integer classes (.npy ...) for --grads true_logit / loss."),
+    grad_params: list[str] | None = typer.Option(None, "--grad-params", help="Glob over named_parameters() (repeatable): gradients of these only."),
+    grad_project: int | None = typer.Option(None, "--grad-project", help=(
+        "Project gradients to K columns (seeded Rademacher / sqrt(K), "
+        "never held as P x K); see the error note below."
+    )),
     seed: int = typer.Option(0, "--seed", min=0, help="torch.manual_seed and projection seed; echoed in the file."),
-    weights: Optional[str] = typer.Option(None, "--weights", help="State dict for a factory MODEL (torch.load weights_only=True)."),
-    revision: Optional[str] = typer.Option(None, "--revision", help="hf: model revision (branch, tag or commit)."),
-    text: Optional[str] = typer.Option(None, "--text", help="hf: one input per line, tokenized by the model's tokenizer."),
-    max_length: Optional[int] = typer.Option(None, "--max-length", help="--text: truncate to this many tokens."),
-    attention_mask: Optional[str] = typer.Option(None, "--attention-mask", help="N x T mask (1 = token, 0 = padding) for token-id --inputs."),
-    labels: Optional[str] = typer.Option(None, "--labels", help="N labels copied to /labels (used by inputsim and test)."),
+    weights: str | None = typer.Option(None, "--weights", help="State dict for a factory MODEL (torch.load weights_only=True)."),
+    revision: str | None = typer.Option(None, "--revision", help="hf: model revision (branch, tag or commit)."),
+    text: str | None = typer.Option(None, "--text", help="hf: one input per line, tokenized by the model's tokenizer."),
+    max_length: int | None = typer.Option(None, "--max-length", help="--text: truncate to this many tokens."),
+    attention_mask: str | None = typer.Option(None, "--attention-mask", help="N x T mask (1 = token, 0 = padding) for token-id --inputs."),
+    labels: str | None = typer.Option(None, "--labels", help="N labels copied to /labels (used by inputsim and test)."),
 ) -> None:
     """Run a PyTorch / Hugging Face model on inputs and write its activations (and per-example
     gradients) in the layout every repsim command reads: one float32 dataset per layer, root
@@ -119,7 +135,7 @@ def capture(
     desc = ", ".join(f"{k} {'x'.join(map(str, v[1:]))}" for k, v in res.layers.items())
     info(f"repsim: wrote {len(res.layers)} layer{'s' if len(res.layers) != 1 else ''} of N={res.n} inputs to {res.path} "
          f"({_rate(res.n, res.activation_seconds)}; {res.seconds:.1f} s in all): {desc}")
-    if res.grads is not None:
+    if res.grads is not None and res.grads_shape is not None:
         info(f"repsim: gradients {res.path}:{res.grads} shape {res.grads_shape[0]} x {res.grads_shape[1]} "
              f"({res.grad_mode}, {_rate(res.n, res.grad_seconds)})")
     if res.n == 0:  # pragma: no cover - capture refuses N = 0

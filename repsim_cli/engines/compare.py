@@ -17,11 +17,11 @@ import numpy as np
 from repsim_cli.errors import RepsimError
 from repsim_cli.io.layers import (
     TOKEN_POOLS,
-    has_token_axis,
     Layer,
     LayerRef,
     check_same_n,
     choose_rows,
+    has_token_axis,
     load_layer,
     select_layers,
     split_selector,

@@ -391,7 +391,10 @@ def load_layer(
 
 def has_token_axis(ref: LayerRef) -> bool:
     """The layer's ``axes`` attribute is N,T,D: pool mean averages real tokens only (masked)."""
-    return bool(ref.axes) and len(ref.shape) == 3 and [a.strip().upper() for a in ref.axes.split(",")][1] == "T"
+    if not ref.axes or len(ref.shape) != 3:
+        return False
+    names = [a.strip().upper() for a in ref.axes.split(",")]
+    return len(names) == 3 and names[1] == "T"
 
 
 def token_mask(ref: LayerRef, rows: np.ndarray | None = None) -> np.ndarray | None:
