@@ -19,13 +19,13 @@ except ImportError:  # pragma: no cover - older typer depends on click
     from click.exceptions import ClickException, UsageError  # type: ignore[assignment]
 
 # Importing registers the subcommands, in the order ``repsim --help`` lists them.
-from repsim_cli.cli import capture as _capture  # noqa: F401,E402
 from repsim_cli.cli import compare as _compare  # noqa: F401,E402
 from repsim_cli.cli import heatmap as _heatmap  # noqa: F401,E402
 from repsim_cli.cli import test_cmd as _test  # noqa: F401,E402
 from repsim_cli.cli import inputsim as _inputsim  # noqa: F401,E402
 from repsim_cli.cli import inspect_cmd as _inspect  # noqa: F401,E402
 from repsim_cli.cli import metrics_cmd as _metrics  # noqa: F401,E402
+from repsim_cli.cli import capture as _capture  # noqa: F401,E402
 
 
 def main(argv: Sequence[str] | None = None) -> None:
