@@ -65,13 +65,13 @@ def _options(seed: int, max_samples: int | None, samples: Samples, pool: str, ch
 def _check_token_rows(pool: str, resampling: Any) -> None:
     """pool tokens makes each real token a row: shuffling single tokens would break the null.
 
-    (compare's bootstrap resamples whole sequences and is allowed; see stats.nulls.cluster_rows.)
+    (compare's permutations and bootstrap move whole sequences, see stats.nulls.cluster_permutation
+    and cluster_rows; heatmap's shared permutations and test's bootstrap null do not yet.)
     """
     if pool == "tokens" and resampling:
         raise RepsimError(
-            "pool tokens cannot be combined with permutations (or the test bootstrap null) yet: tokens of one "
-            "sequence must move together and sequences differ in length; compare's bootstrap resamples whole "
-            "sequences, or use pool mean, last or first"
+            "pool tokens works with compare's permutations and bootstrap (whole sequences move) but not yet with "
+            "heatmap permutations or the test bootstrap null; use pool mean, last or first there"
         )
 
 
@@ -118,7 +118,6 @@ def compare(
     1.0
     """
     bound = _bind_all(metrics)
-    _check_token_rows(pool, permutations)
     options = _options(seed, max_samples, samples, pool, channel_axis, max_gram)
     with MemoryScope() as mem:
         a_refs, b_refs = mem.layer_refs(a, "A"), mem.layer_refs(b, "B")

@@ -80,8 +80,8 @@ def test_mean_without_axes_attribute_keeps_the_old_meaning(tmp_path):
 
 def test_token_pool_errors(tokfiles, tmp_path):
     a, b, *_ = tokfiles
-    out = runner.invoke(app, ["compare", a, b, "--pool", "tokens", "--permutations", "9"])
-    assert out.exit_code == 2 and "cannot be combined with permutations" in out.stderr
+    out = runner.invoke(app, ["heatmap", a, b, "--pool", "tokens", "--permutations", "9"])
+    assert out.exit_code == 2 and "not yet with heatmap permutations" in out.stderr
     out = runner.invoke(app, ["compare", a, b, "--pool", "tokens", "--stream"])
     assert out.exit_code == 2
     img = write(tmp_path / "img.h5", np.zeros((5, 2, 3, 3)), None, axes=None)
@@ -104,3 +104,26 @@ def test_tokens_bootstrap_resamples_whole_sequences(tokfiles):
     vals = [linear_cka(xa[r], xb[r]) for r in (cluster_rows(groups, 3, k) for k in range(30))]
     lo, hi = percentile_interval(np.array(vals), 0.95)
     assert rec["ci_low"] == pytest.approx(lo, abs=1e-10) and rec["ci_high"] == pytest.approx(hi, abs=1e-10)
+
+
+def test_tokens_permutations_move_whole_sequences_among_equal_lengths(tokfiles):
+    from repsim_cli.stats.nulls import cluster_permutation, distinct_cluster_permutations, permutation_pvalue
+
+    a, b, ha, hb, mask = tokfiles
+    groups = np.repeat(np.arange(12), mask.sum(axis=1))
+    lengths = mask.sum(axis=1)
+    for k in range(5):
+        perm = cluster_permutation(groups, 7, k)
+        assert sorted(perm.tolist()) == list(range(len(groups)))
+        moved = groups[perm]  # the sequence each token row now comes from
+        for c in range(12):
+            src = np.unique(moved[groups == c])
+            assert src.size == 1 and lengths[src[0]] == lengths[c]  # a whole sequence of the same length
+            np.testing.assert_array_equal(perm[groups == c], np.flatnonzero(groups == src[0]))  # token order kept
+    assert distinct_cluster_permutations(groups) == 6.0 ** 4  # 4 lengths x 3 sequences each: (3!)^4
+    out = runner.invoke(app, ["compare", a, b, "-m", "cka", "--pool", "tokens", "--permutations", "40", "--seed", "7", "-f", "json"])
+    assert out.exit_code == 0, out.stderr
+    rec = json.loads(out.stdout)["results"][0]
+    xa, xb = hand(ha, mask, "tokens"), hand(hb, mask, "tokens")
+    null = np.array([linear_cka(xa, xb[cluster_permutation(groups, 7, k)]) for k in range(40)])
+    assert rec["p_value"] == pytest.approx(permutation_pvalue(rec["value"], null), abs=1e-12)

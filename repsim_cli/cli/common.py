@@ -22,7 +22,7 @@ PoolOpt = typer.Option("none", "--pool", help=(
     "N-D layers (N x C x H x W, N x T x D): none = flatten to N x (rest); "
     "mean = average every axis but N and --channel-axis (a layer whose `axes` attribute says e.g. N,T,D keeps D); "
     "N x T x D tokens, padding dropped by the file's attention_mask: tokens = one row per real token "
-    "(--bootstrap resamples whole inputs; no --permutations yet), last / first = the last / first real token of each input."
+    "(compare's --permutations/--bootstrap move whole inputs), last / first = the last / first real token of each input."
 ))
 ChannelAxisOpt = typer.Option(1, "--channel-axis", help="Axis kept by --pool mean (default 1: channels of N x C x H x W).")
 MaxGramOpt = typer.Option(20000, "--max-gram", help="Refuse metrics that build N x N matrices (rbf cka, rsa, knn) above this many inputs.")
