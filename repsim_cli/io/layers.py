@@ -469,6 +469,9 @@ def iter_row_blocks(ref: LayerRef, block_bytes: int = 64 * 2**20) -> Iterator[np
 
 def count_constant_columns_streaming(ref: LayerRef, pool: str = "none", channel_axis: int = 1) -> int:
     """Constant columns of a layer, reading it in row blocks (memory bounded by one block)."""
+    if pool in TOKEN_POOLS or (pool == "mean" and has_token_axis(ref)):  # needs the attention mask: whole layer
+        return count_constant_columns(load_layer(ref, pool=pool, channel_axis=channel_axis, min_samples=1).data)
+    channel_axis = ref.feature_axis(channel_axis)
     first: np.ndarray | None = None
     constant: np.ndarray | None = None
     for block in iter_row_blocks(ref):
@@ -505,10 +508,10 @@ def describe_file(arg: str, constant: bool = True, pool: str = "none", channel_a
             continue
         entry: dict[str, Any] = {"name": info.name, "shape": list(info.shape), "dtype": str(info.dtype), "is_layer": info.is_layer}
         if info.is_layer or (chosen is not None):
-            shape = pooled_shape(info.shape, pool, channel_axis, f"{path}:{info.name}")
+            ref = next((r for r in af.layers if r.name == info.name), None) or LayerRef(path, info.name, info.shape, info.dtype, af.kind)
+            shape = pooled_shape(info.shape, pool, ref.feature_axis(channel_axis), f"{path}:{info.name}")
             entry.update(is_layer=True, n_samples=info.n_samples, features=int(shape[1]), matrix_shape=list(shape))
             if constant:
-                ref = next((r for r in af.layers if r.name == info.name), None) or LayerRef(path, info.name, info.shape, info.dtype, af.kind)
                 entry["constant_columns"] = count_constant_columns_streaming(ref, pool, channel_axis)
         else:
             entry["reason"] = info.reason
