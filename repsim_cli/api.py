@@ -62,6 +62,19 @@ def _options(seed: int, max_samples: int | None, samples: Samples, pool: str, ch
     return LoadOptions(max_samples, seed, samples, pool, channel_axis, max_gram)
 
 
+def _check_token_rows(pool: str, resampling: Any) -> None:
+    """pool tokens makes each real token a row: shuffling single tokens would break the null.
+
+    (compare's permutations and bootstrap move whole sequences, see stats.nulls.cluster_permutation
+    and cluster_rows; heatmap's shared permutations and test's bootstrap null do not yet.)
+    """
+    if pool == "tokens" and resampling:
+        raise RepsimError(
+            "pool tokens works with compare's permutations and bootstrap (whole sequences move) but not yet with "
+            "heatmap permutations or the test bootstrap null; use pool mean, last or first there"
+        )
+
+
 def _issue(warnings: Sequence[str]) -> None:
     for message in dict.fromkeys(warnings):
         warn(message, stacklevel=4)
@@ -157,6 +170,7 @@ def heatmap(
     ((2, 2), 1.0)
     """
     bound = _bind(metric)
+    _check_token_rows(pool, permutations)
     if max_memory <= 0:
         raise RepsimError(f"max_memory must be > 0 GiB, got {max_memory}")
     options = _options(seed, max_samples, samples, pool, channel_axis, max_gram)
@@ -218,6 +232,7 @@ def test(
         raise RepsimError(f"n_resamples must be >= 1, got {n_resamples}")
     if not 0 < ci < 1:
         raise RepsimError(f"ci must lie in (0, 1), got {ci}")
+    _check_token_rows(pool, null == "bootstrap")  # the label-exchange null moves whole runs: fine
     items = list(groups.items()) if isinstance(groups, Mapping) else [(str(g), list(rs)) for g, rs in groups]
     options = _options(seed, max_samples, samples, pool, channel_axis, max_gram)
     with MemoryScope() as mem:

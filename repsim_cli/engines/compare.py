@@ -16,10 +16,12 @@ import numpy as np
 
 from repsim_cli.errors import RepsimError
 from repsim_cli.io.layers import (
+    TOKEN_POOLS,
     Layer,
     LayerRef,
     check_same_n,
     choose_rows,
+    has_token_axis,
     load_layer,
     select_layers,
     split_selector,
@@ -195,17 +197,19 @@ def compare_pairs(
             except RepsimError as exc:
                 raise RepsimError(f"{a.label} vs {b.label}, metric {metric.spec}: {exc}") from None
             record = base_record(a, b, metric, result, details)
+            if permutations or bootstrap:
+                _check_same_groups(a, b)
             if permutations:
-                null = stats.permutation_null(
+                null = stats.permutation_null(  # pool tokens: whole sequences move, among equal lengths (groups)
                     metric, a.data, b.data, permutations, seed=options.seed, prep_a=prep_a, prep_b=prep_b,
-                    observed=result.value, jobs=jobs, progress=progress,
+                    observed=result.value, jobs=jobs, progress=progress, groups=a.groups,
                 )
                 record.update(null.as_record())
                 record["warnings"] = list(dict.fromkeys([*record["warnings"], *null.warnings]))
             if bootstrap:
-                boot = stats.bootstrap_interval(
+                boot = stats.bootstrap_interval(  # pool tokens: whole sequences are resampled (groups)
                     metric, a.data, b.data, bootstrap, ci=ci, seed=options.seed, jobs=jobs, progress=progress,
-                    observed=result.value,
+                    observed=result.value, groups=a.groups,
                 )
                 record.update(boot.as_record())
                 record["warnings"] = list(dict.fromkeys([*record["warnings"], *boot.warnings]))
@@ -215,6 +219,14 @@ def compare_pairs(
         cache.release(a_ref)
         cache.release(b_ref)
     return records
+
+
+def _check_same_groups(a: Layer, b: Layer) -> None:
+    """pool tokens: both sides must come from the same sequences (same attention_mask) to resample them."""
+    if (a.groups is not None or b.groups is not None) and not (
+        a.groups is not None and b.groups is not None and np.array_equal(a.groups, b.groups)
+    ):
+        raise RepsimError(f"{a.label} vs {b.label}: pool tokens needs the same attention_mask on both sides to resample sequences")
 
 
 def physical_memory_bytes() -> int:
@@ -255,7 +267,8 @@ def should_stream(
 
     Only linear CKA streams (see :func:`stream_route`); nulls and row subsets need the data in memory.
     """
-    streamable = all(m.name == "cka" and m.params["kernel"] == "linear" for m in metrics)
+    masked = options.pool in TOKEN_POOLS or (options.pool == "mean" and any(has_token_axis(r) for p in pairs for r in p))
+    streamable = all(m.name == "cka" and m.params["kernel"] == "linear" for m in metrics) and not masked
     subset = options.max_samples is not None or options.samples is not None
     keeps = max(stream_route(a, b, options)[1] for a, b in pairs)
     if stream:
