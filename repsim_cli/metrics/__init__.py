@@ -21,7 +21,8 @@ from repsim_cli.metrics.correlation import correlation_matrix, matched_correlati
 from repsim_cli.metrics.cka import hsic, linear_cka, rbf_cka  # noqa: E402
 from repsim_cli.metrics.cca import cca, linear_regression_r2, pwcca, svcca  # noqa: E402
 from repsim_cli.metrics.shape import procrustes  # noqa: E402
-from repsim_cli.metrics.rsa import mutual_knn, rsa  # noqa: E402
+from repsim_cli.metrics.rsa import kendall_tau_a, mutual_knn, rsa  # noqa: E402
+from repsim_cli.metrics.neighbours import cknna, knn_similarity  # noqa: E402
 
 __all__ = [
     "INVARIANCES",
@@ -34,8 +35,11 @@ __all__ = [
     "parse_metric",
     "register",
     "cca",
+    "cknna",
     "correlation_matrix",
     "hsic",
+    "kendall_tau_a",
+    "knn_similarity",
     "linear_cka",
     "linear_regression_r2",
     "matched_correlation",
