@@ -52,12 +52,34 @@ def rdm(x: np.ndarray, kind: str = "correlation", center_columns: bool = True) -
         d = xc @ xc.T
         np.subtract(1.0, d, out=d)
     elif kind == "euclidean":
-        d = squared_distances(xc)
+        d = refine_small_distances(squared_distances(xc), xc)
         np.sqrt(d, out=d)
     else:
         raise RepsimError(f"rsa: rdm must be correlation or euclidean, got {kind!r}")
     np.fill_diagonal(d, 0.0)
     return d
+
+
+def refine_small_distances(d2: np.ndarray, xc: np.ndarray, rel: float = 1e-6, budget_bytes: int = 64 * 2**20) -> np.ndarray:
+    """Recompute directly, in place, the squared distances that the Gram route computes badly.
+
+    ||x_i||^2 + ||x_j||^2 - 2 x_i.x_j has an absolute error ~ eps (||x_i||^2 + ||x_j||^2): a duplicated
+    input comes out at distance ~1e-8 instead of 0 after the square root, which splits ties. Entries with
+    d2_ij < rel (||x_i||^2 + ||x_j||^2) are recomputed as ||x_i - x_j||^2 (row blocks, no N x N temporary).
+    """
+    n = d2.shape[0]
+    sq = np.einsum("ij,ij->i", xc, xc)
+    block = max(1, min(n, budget_bytes // (8 * max(n, 1))))
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        thr = sq[start:stop, None] + sq[None, :]
+        thr *= rel
+        i, j = np.nonzero(d2[start:stop] < thr)
+        del thr
+        if i.size:
+            diff = xc[start + i] - xc[j]
+            d2[start + i, j] = np.einsum("ij,ij->i", diff, diff)
+    return d2
 
 
 def upper_triangle(m: np.ndarray) -> np.ndarray:
@@ -91,19 +113,24 @@ def fill_symmetric(values: np.ndarray, n: int, out: np.ndarray, block: int = 512
     return out
 
 
-def average_ranks(v: np.ndarray, grain: float) -> np.ndarray:
-    """1-based ranks of the levels rint(v / grain), ties averaged: ``scipy.stats.rankdata`` of the
-    levels, with one ``numpy.argsort`` of ``v`` and O(M) passes (rint is monotone, so sorting ``v``
-    sorts the levels; equal levels form contiguous runs whose ranks are averaged)."""
-    m = v.size
+def tie_runs(v: np.ndarray, grain: float) -> tuple[np.ndarray, np.ndarray]:
+    """(order, new): ``order`` = one ``numpy.argsort`` of ``v``; ``new[t]`` is True where the t-th
+    smallest value starts a new group of ties, i.e. exceeds its predecessor by more than ``grain``
+    (values closer than the grain are equal, so rounding noise never splits or reorders a tie)."""
     order = np.argsort(v)
-    lev = v[order]
-    lev /= grain
-    np.rint(lev, out=lev)
-    new = np.empty(m, dtype=bool)
+    srt = v[order]
+    new = np.empty(v.size, dtype=bool)
     new[:1] = True
-    np.not_equal(lev[1:], lev[:-1], out=new[1:])
-    del lev
+    gaps = np.subtract(srt[1:], srt[:-1], out=srt[1:])
+    np.greater(gaps, grain, out=new[1:])
+    return order, new
+
+
+def average_ranks(v: np.ndarray, grain: float) -> np.ndarray:
+    """1-based ranks of ``v``, ties (values within ``grain`` of their neighbour in sorted order)
+    averaged: ``scipy.stats.rankdata`` of the tie groups, from one argsort and O(M) passes."""
+    m = v.size
+    order, new = tie_runs(v, grain)
     starts = np.flatnonzero(new)
     del new
     ranks = np.empty(m)
@@ -113,6 +140,14 @@ def average_ranks(v: np.ndarray, grain: float) -> np.ndarray:
         lengths = np.diff(np.append(starts, m))
         ranks[order] = np.repeat(starts + (lengths + 1) / 2.0, lengths)
     return ranks
+
+
+def tie_groups(v: np.ndarray, grain: float) -> np.ndarray:
+    """Dense 0-based group number of each value (same ties as :func:`average_ranks`), as float64."""
+    order, new = tie_runs(v, grain)
+    out = np.empty(v.size)
+    out[order] = np.cumsum(new) - 1.0
+    return out
 
 
 def kendall_tau_a(x: np.ndarray, y: np.ndarray) -> float:
@@ -147,14 +182,16 @@ def _rsa_prepare(x: np.ndarray, params: Mapping[str, Any]) -> RDMState:
     compare = params["compare"]
     d = rdm(x, params["rdm"], params["center"])
     v = upper_triangle(d)
-    # Dissimilarities within 1e-12 of the RDM's natural scale are equal: rounding noise must neither
-    # reorder ties (F=2 correlation RDMs are exactly 0 or 2) nor make a constant RDM look varied.
+    # Dissimilarities within 1e-12 of the RDM's natural scale are equal (consecutive sorted values
+    # closer than the grain form one group of ties): rounding noise must neither split or reorder
+    # ties (F=2 correlation RDMs are exactly 0 or 2) nor make a constant RDM look varied.
     # The scale is 1 for correlation RDMs (values in [0, 2]) and the largest distance for euclidean.
     scale = 1.0 if params["rdm"] == "correlation" else float(np.abs(v).max(initial=0.0))
     grain = 1e-12 * max(scale, np.finfo(np.float64).tiny)
-    constant = bool(v.size == 0 or np.rint(v.min() / grain) == np.rint(v.max() / grain))
-    if compare == "kendall_a":  # the pair needs the (levelled) dissimilarities themselves
-        return RDMState(fill_symmetric(np.rint(v / grain), n, d), constant)
+    constant = bool(v.size == 0 or v.max() - v.min() <= grain)
+    if compare == "kendall_a":  # the pair needs the dissimilarities' order and ties: their tie groups
+        g = tie_groups(v, grain)
+        return RDMState(fill_symmetric(g, n, d), bool(g.max() == 0.0))
     if compare == "cosine":
         norm = float(np.linalg.norm(v))
         zero = not norm > 0.0
@@ -162,10 +199,11 @@ def _rsa_prepare(x: np.ndarray, params: Mapping[str, Any]) -> RDMState:
         return RDMState(fill_symmetric(v, n, d), zero)
     if compare in ("spearman", "rho_a"):
         v = average_ranks(v, grain)
+        constant = bool(v.min() == v.max())  # one group of ties
     m = v.size
     v -= v.mean()
     if compare == "rho_a":  # 12 sum (r - mean)(s - mean) / (M^3 - M), no tie correction (rsatoolbox)
-        v *= np.sqrt(12.0 / (float(m) ** 3 - m))
+        v *= 0.0 if constant else np.sqrt(12.0 / (float(m) ** 3 - m))
         return RDMState(fill_symmetric(v, n, d), constant)
     norm = float(np.linalg.norm(v))
     if constant or not norm > 0.0:
