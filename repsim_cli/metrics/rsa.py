@@ -113,12 +113,53 @@ def fill_symmetric(values: np.ndarray, n: int, out: np.ndarray, block: int = 512
     return out
 
 
+def sorted_order(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(order, v[order]) with v[order] non-decreasing: an argsort of ``v``, computed as one
+    ``numpy.sort`` of packed uint64 keys (faster than ``numpy.argsort`` on float64).
+
+    Key = q << b | t, with t the position (b bits) and q = floor((v_t - min) / (max - min) Q),
+    Q = 2^min(64-b, 52) - 1,
+    a monotone quantization of the value, so sorting the keys sorts ``v`` except inside groups of equal
+    q; the (rare) groups of equal q holding different values are then sorted exactly by value.
+    """
+    m = v.size
+    bits = max(1, (m - 1).bit_length())
+    lo, hi = (float(v.min()), float(v.max())) if m else (0.0, 0.0)
+    if m < 2 or bits > 40 or not hi > lo:
+        order = np.argsort(v, kind="stable")
+        return order, v[order]
+    qmax = float(2 ** min(64 - bits, 52) - 1)  # exact in float64; q << bits fits in 64 bits
+    key = np.subtract(v, lo)
+    key *= qmax / (hi - lo)
+    np.minimum(key, qmax, out=key)
+    np.floor(key, out=key)
+    packed = key.astype(np.uint64)
+    del key
+    packed <<= np.uint64(bits)
+    packed |= np.arange(m, dtype=np.uint64)
+    packed.sort()
+    order = (packed & np.uint64((1 << bits) - 1)).astype(np.int64)
+    packed >>= np.uint64(bits)  # q, sorted
+    srt = v[order]
+    same_q = packed[1:] == packed[:-1]
+    del packed
+    clash = same_q & (srt[1:] != srt[:-1])
+    if clash.any():  # sort the groups of equal q that hold different values, exactly
+        group = np.cumsum(np.concatenate([[True], ~same_q])) - 1
+        bad = np.zeros(int(group[-1]) + 1, dtype=bool)
+        bad[group[1:][clash]] = True
+        pos = np.flatnonzero(bad[group])
+        sub = np.lexsort((srt[pos], group[pos]))
+        order[pos] = order[pos][sub]
+        srt[pos] = srt[pos][sub]
+    return order, srt
+
+
 def tie_runs(v: np.ndarray, grain: float) -> tuple[np.ndarray, np.ndarray]:
-    """(order, new): ``order`` = one ``numpy.argsort`` of ``v``; ``new[t]`` is True where the t-th
+    """(order, new): ``order`` sorts ``v`` (:func:`sorted_order`); ``new[t]`` is True where the t-th
     smallest value starts a new group of ties, i.e. exceeds its predecessor by more than ``grain``
     (values closer than the grain are equal, so rounding noise never splits or reorders a tie)."""
-    order = np.argsort(v)
-    srt = v[order]
+    order, srt = sorted_order(v)
     new = np.empty(v.size, dtype=bool)
     new[:1] = True
     gaps = np.subtract(srt[1:], srt[:-1], out=srt[1:])
@@ -128,7 +169,7 @@ def tie_runs(v: np.ndarray, grain: float) -> tuple[np.ndarray, np.ndarray]:
 
 def average_ranks(v: np.ndarray, grain: float) -> np.ndarray:
     """1-based ranks of ``v``, ties (values within ``grain`` of their neighbour in sorted order)
-    averaged: ``scipy.stats.rankdata`` of the tie groups, from one argsort and O(M) passes."""
+    averaged: ``scipy.stats.rankdata`` of the tie groups, from one sort and O(M) passes."""
     m = v.size
     order, new = tie_runs(v, grain)
     starts = np.flatnonzero(new)
