@@ -83,18 +83,28 @@ def ranked_neighbors(
     for start in range(0, n, block):
         stop = min(n, start + block)
         sim = _block_scores(z, sq, start, stop)
-        kth = -np.partition(-sim, k - 1, axis=1)[:, k - 1]
-        above = sim > kth[:, None]
-        tied = sim == kth[:, None]
-        need = k - above.sum(axis=1)
-        take = above | (tied & (np.cumsum(tied, axis=1) <= need[:, None]))
-        cols = np.nonzero(take)[1].reshape(stop - start, k)  # ascending index within each row
+        cols = _top_k_columns(sim, k)  # ascending index within each row
         vals = np.take_along_axis(sim, cols, axis=1)
         order = np.argsort(-vals, axis=1, kind="stable")  # best first, ties keep the lower index first
         idx[start:stop] = np.take_along_axis(cols, order, axis=1)
         score[start:stop] = np.take_along_axis(vals, order, axis=1)
-        del sim, above, tied, take
+        del sim
     return idx, score
+
+
+def _top_k_columns(sim: np.ndarray, k: int) -> np.ndarray:
+    """Columns of the k largest entries of each row, ascending; ties at the k-th value go to the
+    lower column index."""
+    b, n = sim.shape
+    kth = np.partition(sim, n - k, axis=1)[:, n - k]  # the k-th largest value of each row
+    take = sim >= kth[:, None]
+    count = take.sum(axis=1)
+    for r in np.flatnonzero(count > k):  # ties at the k-th value: keep the lowest-index ones
+        row = sim[r]
+        above = row > kth[r]
+        tied = row == kth[r]
+        take[r] = above | (tied & (np.cumsum(tied) <= k - np.count_nonzero(above)))
+    return np.nonzero(take)[1].reshape(b, k)
 
 
 def nearest_neighbors(x: np.ndarray, k: int, center_rows: bool = False) -> np.ndarray:
