@@ -171,9 +171,14 @@ def rank_similarity_per_input(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def cycle_per_input(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """1 where input i is among the A-neighbours of one of its B-neighbours (Huh et al.'s cycle-kNN,
     ``knn_A[knn_B]``), else 0."""
-    n = a.shape[0]
-    hops = a[b]  # N x k x k: A-neighbours of each B-neighbour
-    return (hops == np.arange(n)[:, None, None]).any(axis=(1, 2)).astype(np.float64)
+    n, k = a.shape
+    out = np.empty(n)
+    step = max(1, (32 * 2**20) // (8 * k * k))
+    for s in range(0, n, step):
+        e = min(n, s + step)
+        hops = a[b[s:e]]  # (e-s) x k x k: A-neighbours of each B-neighbour
+        out[s:e] = (hops == np.arange(s, e)[:, None, None]).any(axis=(1, 2))
+    return out
 
 
 def _distances_to(z: np.ndarray, cols: np.ndarray, neighbours: str, block: int = 4096) -> np.ndarray:
