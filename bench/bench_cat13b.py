@@ -81,19 +81,19 @@ def main(argv: list[str] | None = None) -> int:
         va, vb = rdm_vectors(a, b)
         a64, b64 = a.astype(np.float64), b.astype(np.float64)
         floors = {
-            "argsort": (lambda: (np.argsort(va), np.argsort(vb)), "argsort x2"),
-            "gram": (lambda: (a64 @ a64.T, b64 @ b64.T), "2 Grams"),
+            "argsort": (lambda va=va, vb=vb: (np.argsort(va), np.argsort(vb)), "argsort x2"),
+            "gram": (lambda a64=a64, b64=b64: (a64 @ a64.T, b64 @ b64.T), "2 Grams"),
         }
         for spec in RSA_SPECS + NEIGHBOUR_SPECS:
             if chosen is not None and spec not in chosen:
                 continue
             bound = parse_metric(spec)
-            t = best_of(lambda: bound.compute(a, b), repeat)
+            t = best_of(lambda bound=bound, a=a, b=b: bound.compute(a, b), repeat)
             fn, kind = floors["argsort" if spec.startswith("rsa") else "gram"]
             floor = best_of(fn, repeat)
             target = "<= 1.5" if spec == "rsa" else "-"
             print(f"| {n} | {f} | {spec} | {t:.3f} | {floor:.3f} | {kind} | {t / floor:.2f} | {target} |", flush=True)
-        del a, b, va, vb, a64, b64, floors
+        del floors
     return 0
 
 

@@ -132,7 +132,7 @@ def common_neighbours(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndar
     Positions are 0-based ranks (lists ordered nearest first). Rows of ``a`` and ``b`` must have
     distinct entries. O(N k log k).
     """
-    n, k = a.shape
+    k = a.shape[1]
     both = np.concatenate([a, b], axis=1)
     order = np.argsort(both, axis=1, kind="stable")  # equal indices: the A copy first
     srt = np.take_along_axis(both, order, axis=1)
