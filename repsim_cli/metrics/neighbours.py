@@ -278,7 +278,7 @@ def mutual_knn(x: np.ndarray, y: np.ndarray, k: int = 10, center: bool = True) -
     "The Platonic Representation Hypothesis", ICML 2024). Like every index here it works on
     column-centered data by default; ``center=False`` uses the raw rows, as the authors' code does.
     """
-    return KNN.bind(k=k, center=center).compute(x, y).value
+    return KNN.bind(k=k, center=center).value_of(x, y)
 
 
 def knn_similarity(
@@ -293,7 +293,7 @@ def knn_similarity(
     B-neighbours (Huh et al.'s cycle-kNN; not symmetric). A_i, B_i = the k nearest other inputs
     (cosine similarity or Euclidean distance), ties broken by the lower index.
     """
-    return KNN.bind(stat=stat, k=k, center=center, neighbours=neighbours).compute(x, y).value
+    return KNN.bind(stat=stat, k=k, center=center, neighbours=neighbours).value_of(x, y)
 
 
 KNN = register(
@@ -416,7 +416,7 @@ def cknna(x: np.ndarray, y: np.ndarray, k: int = 10, center: bool = True) -> flo
     zeroed diagonal (:func:`unbiased_hsic_sparse`). Computed from the N x k neighbour lists (memory
     O(N k) after the row-block search); not symmetric in general (M o K is not symmetric).
     """
-    return CKNNA.bind(k=k, center=center).compute(x, y).value
+    return CKNNA.bind(k=k, center=center).value_of(x, y)
 
 
 CKNNA = register(

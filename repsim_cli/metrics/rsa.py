@@ -286,10 +286,11 @@ def rsa(x: np.ndarray, y: np.ndarray, rdm: str = "correlation", compare: str = "
     column-centered data; the index is the Spearman (or Pearson) correlation of the two RDMs'
     upper triangles (i < j); ``compare='kendall_a'`` gives Kendall's tau_a, ``'rho_a'`` rsatoolbox's
     rho_a = 12 sum (r - mean)(s - mean) / (M^3 - M) on average ranks, ``'cosine'`` the cosine of the
-    (uncentred) RDM vectors (Nili et al. 2014; Schuett et al. 2023). Builds N x N matrices. ``center=False`` skips the column centering
-    (the RDM of raw rows, e.g. ``scipy.spatial.distance.pdist(x, 'correlation')``).
+    (uncentred) RDM vectors (Nili et al. 2014; Schuett et al. 2023). Builds N x N matrices.
+    ``center=False`` skips the column centering (the RDM of raw rows, e.g.
+    ``scipy.spatial.distance.pdist(x, 'correlation')``).
     """
-    return RSA.bind(rdm=rdm, compare=compare, center=center).compute(x, y).value
+    return RSA.bind(rdm=rdm, compare=compare, center=center).value_of(x, y)
 
 
 RSA = register(
