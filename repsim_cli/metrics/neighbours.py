@@ -262,6 +262,7 @@ def _knn_pair(a: KnnState, b: KnnState, params: Mapping[str, Any]) -> MetricResu
     elif stat == "cycle":
         per = cycle_per_input(a.idx, b.idx)
     else:
+        assert a.z is not None and b.z is not None  # prepared with stat=second_order
         per, zero = second_order_per_input(a.idx, b.idx, a.z, b.z, params["neighbours"])
         if zero:
             warnings.append(
