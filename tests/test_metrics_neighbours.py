@@ -343,3 +343,19 @@ def test_compare_cli_and_permutation_null(tmp_path):
 def test_report_worst_disagreements():
     for name, err in sorted(WORST.items()):
         print(f"worst |repsim - independent| {name}: {err:.2e}")
+
+
+def test_heatmap_cli_with_knn_stat_and_cknna(tmp_path):
+    from conftest import write_h5
+
+    from repsim_cli.cli import app
+
+    x, y = pair(8, 30, 6, 5)
+    a = write_h5(tmp_path / "a.h5", {"l1": x.astype(np.float32), "l2": np.tanh(x).astype(np.float32)}, ["l1", "l2"])
+    b = write_h5(tmp_path / "b.h5", {"l1": y.astype(np.float32)}, ["l1"])
+    for spec in ("knn:stat=rank,k=4", "cknna:k=4"):
+        res = CliRunner().invoke(app, ["heatmap", str(a), str(b), "-m", spec, "-f", "json"])
+        assert res.exit_code == 0, res.output
+        matrix = json.loads(res.stdout)["matrix"]
+        want = parse_metric(spec).compute(np.tanh(x).astype(np.float32), y.astype(np.float32)).value
+        assert matrix[1][0] == pytest.approx(want, abs=1e-12)
