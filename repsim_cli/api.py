@@ -224,7 +224,7 @@ def _gradients(mem: MemoryScope, source: Any, role: str) -> GradRef:
         return resolve_gradients(os.fspath(source), role)
     arr = as_array(source, role)
     ref = mem.add(arr, role, role)
-    return validate_gradients(GradRef(ref.file, ref.name, "memory", ref.shape, ref.dtype, None, role), role)
+    return validate_gradients(GradRef(ref.file, ref.name, ref.shape, ref.dtype, "memory", display=role), role)
 
 
 def inputsim(
