@@ -29,6 +29,8 @@ from repsim_cli.metrics.rsa import kendall_tau_a, mutual_knn, rsa  # noqa: E402 
 from repsim_cli.metrics.alignment import aligned_cosine, shape_distance, soft_match_distance  # noqa: E402
 from repsim_cli.metrics.neighbours import cknna, knn_similarity  # noqa: E402
 from repsim_cli.metrics.predictivity import ridge_r2  # noqa: E402
+from repsim_cli.metrics.rsm import distance_correlation, eigenspace_overlap, gulp_distance, rsm_norm_difference  # noqa: E402
+from repsim_cli.metrics.statistics import concentricity_difference, magnitude_difference, uniformity_difference  # noqa: E402
 
 __all__ = [
     "INVARIANCES",
@@ -43,6 +45,13 @@ __all__ = [
     "aligned_cosine",
     "cca",
     "cknna",
+    "concentricity_difference",
+    "distance_correlation",
+    "eigenspace_overlap",
+    "gulp_distance",
+    "magnitude_difference",
+    "rsm_norm_difference",
+    "uniformity_difference",
     "correlation_matrix",
     "hsic",
     "kendall_tau_a",
