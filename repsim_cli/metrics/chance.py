@@ -340,7 +340,8 @@ class ChanceLevel:
 
     ``mean``, ``std``, ``skew``: exact moments over all n! row permutations of one side;
     ``z`` = (value - mean) / std; ``p_value``: upper tail of a Pearson type III distribution
-    with these three moments (normal when skew is None or ~0); ``adjusted`` = (CKA - E0) /
+    with these three moments (normal when skew is None or ~0), never below 1/n! (the smallest
+    exact permutation p-value; it underflows to 0 for n > 170); ``adjusted`` = (CKA - E0) /
     (1 - E0) for CKA (None for HSIC).
     """
 
@@ -401,7 +402,8 @@ def chance_from_invariants(
     else:
         skew = None if mom.third is None else mom.third * scale**3 / std**3
         z = float((value - mean) / std)
-        p = pearson3_sf(value, mean, std, skew)
+        # the exact permutation p-value is at least 1/n! (the identity permutation counts)
+        p = max(pearson3_sf(value, mean, std, skew), math.exp(-math.lgamma(n + 1.0)))
     adjusted = float(adjusted_cka(value, mean)) if statistic == "cka" else None
     return ChanceLevel(statistic, float(value), mean, std, skew, z, p, adjusted, n)
 
