@@ -291,3 +291,22 @@ def test_report_worst_disagreements(capsys):
     with capsys.disabled():
         for key, value in sorted(WORST.items()):
             print(f"\n  chance {key}: {value:.3g}", end="")
+
+
+def test_chance_grid_equals_cell_by_cell_levels():
+    from repsim_cli.metrics.chance import chance_grid
+
+    rng = np.random.default_rng(4)
+    for spec in ("cka", "hsic:kernel=rbf"):
+        bound = parse_metric(spec)
+        states = [bound.prepare(rng.standard_normal((20, f)) ** 2) for f in (1, 3, 25)]
+        values = np.array([[bound.pair(a, b).value for b in states] for a in states])
+        values[0, 2] = np.nan  # a cell not computed stays NaN
+        grid = chance_grid(bound, states, states, values)
+        for i, j in itertools.product(range(3), repeat=2):
+            if (i, j) == (0, 2):
+                assert np.isnan(grid.mean[i, j]) and np.isnan(grid.p_value[i, j])
+                continue
+            cell = chance_level(bound, states[i], states[j], values[i, j])
+            assert grid.mean[i, j] == cell.mean and grid.p_value[i, j] == cell.p_value
+            assert grid.z[i, j] == cell.z and (np.isnan(grid.adjusted[i, j]) if spec != "cka" else grid.adjusted[i, j] == cell.adjusted)

@@ -461,3 +461,46 @@ def hsic_permutation_moments(
     bound = HSIC.bind(kernel=kernel, sigma=sigma, median=median)
     a, b = _prepare(x, kernel, sigma, median), _prepare(y, kernel, sigma, median)
     return chance_level(bound, a, b, third=third)
+
+
+@dataclass
+class ChanceGrid:
+    """Exact chance levels of a layer x layer grid (R x C arrays; NaN where no value was given)."""
+
+    mean: np.ndarray  # E0 (CKA) or the HSIC null mean
+    std: np.ndarray
+    skew: np.ndarray  # NaN when the third moment was skipped or the null has no spread
+    z: np.ndarray
+    p_value: np.ndarray
+    adjusted: np.ndarray  # NaN for HSIC
+
+
+def chance_grid(
+    metric: Any, row_states: list[Any], col_states: list[Any], values: np.ndarray, third: bool = True
+) -> ChanceGrid:
+    """Chance levels for every cell of a grid of raw CKA/HSIC ``values`` (R x C).
+
+    Each side's invariants are computed once per distinct prepared state (the O(N^2 F) third-moment
+    pass for linear kernels runs once per layer, not once per cell); cells are O(1) afterwards.
+    """
+    if metric.name not in ("cka", "hsic"):
+        raise RepsimError(f"exact chance levels exist for cka and hsic only, not {metric.name}")
+    _check_biased(metric.params)
+    cache: dict[int, KernelInvariants] = {}
+
+    def inv(state: Any) -> KernelInvariants:
+        if id(state) not in cache:
+            cache[id(state)] = kernel_invariants(state, third)
+        return cache[id(state)]
+
+    shape = (len(row_states), len(col_states))
+    out = {k: np.full(shape, np.nan) for k in ("mean", "std", "skew", "z", "p_value", "adjusted")}
+    for i, rs in enumerate(row_states):
+        for j, cs in enumerate(col_states):
+            if not np.isfinite(values[i, j]):
+                continue
+            level = chance_from_invariants(inv(rs), inv(cs), float(values[i, j]), metric.name)
+            for key, grid in out.items():
+                v = getattr(level, key)
+                grid[i, j] = np.nan if v is None else v
+    return ChanceGrid(**out)
