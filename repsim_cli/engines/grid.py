@@ -126,6 +126,12 @@ class GridResult:
     significant: np.ndarray | None = None  # R x C bool (False where not tested)
     tested: np.ndarray | None = None  # R x C bool: cells in the Holm family (and their mirrors)
     warnings: list[str] = field(default_factory=list)
+    #: exact permutation moments (``chance=True``): metrics.chance.ChanceGrid, Holm-adjusted
+    #: p_moments over the tested cells, and whether each tested cell is above chance
+    chance: Any = None
+    chance_holm: np.ndarray | None = None
+    above_chance: np.ndarray | None = None  # R x C bool (True where not tested)
+    tested_chance: np.ndarray | None = None  # R x C bool: the Holm family of p_moments (and mirrors)
 
     def document(self) -> dict[str, Any]:
         """The JSON body (without the envelope): results, rows, cols, matrix, sanity check, p-values."""
@@ -145,10 +151,29 @@ class GridResult:
             body["p_values"] = _nan_to_none(self.p_values)
             body["p_holm"] = _nan_to_none(self.p_holm)
             body["significant"] = np.where(self.tested, self.significant, None).tolist()
+        if self.chance is not None:
+            ch = self.chance
+            body["chance"] = {
+                "null_mean_exact": _nan_to_none(ch.mean),
+                "null_std_exact": _nan_to_none(ch.std),
+                "z_exact": _nan_to_none(ch.z),
+                "p_moments": _nan_to_none(ch.p_value),
+                "p_moments_holm": _nan_to_none(self.chance_holm),
+                "above_chance": np.where(self.tested_chance, self.above_chance, None).tolist(),
+                "adjusted": _nan_to_none(ch.adjusted),
+            }
         if self.warnings:
             body["warnings"] = list(self.warnings)
         body["results"] = self.records
         return body
+
+
+def _tested_cells(out: GridResult) -> np.ndarray:
+    """The Holm family: computed cells, without the diagonal of a self-comparison."""
+    tested = out.computed.copy()
+    if out.self_comparison:
+        np.fill_diagonal(tested, False)
+    return tested
 
 
 def _nan_to_none(m: np.ndarray | None) -> list[list[float | None]] | None:
@@ -194,6 +219,7 @@ def compute_grid(
     alpha: float = 0.05,
     max_memory_gib: float = DEFAULT_MAX_MEMORY_GIB,
     progress: Progress | None = None,
+    chance: bool = False,
 ) -> GridResult:
     """The grid of ``metric`` between layers ``row_refs`` and ``col_refs`` (None: rows vs themselves).
 
@@ -221,7 +247,7 @@ def compute_grid(
     return grid_from_layers(
         row_layers, col_layers, metric,
         prepare=lambda layer: cache.prepared(layer.ref, metric),
-        permutations=permutations, seed=options.seed, alpha=alpha, progress=progress,
+        permutations=permutations, seed=options.seed, alpha=alpha, progress=progress, chance=chance,
     )
 
 
@@ -250,6 +276,7 @@ def grid_from_layers(
     seed: int = 0,
     alpha: float = 0.05,
     progress: Progress | None = None,
+    chance: bool = False,
 ) -> GridResult:
     """The grid on loaded layers (float64 N x F, same N). ``col_layers=None``: rows vs themselves.
 
@@ -280,6 +307,14 @@ def grid_from_layers(
         raise RepsimError(f"permutations must be >= 0, got {permutations}")
     if not 0 < alpha < 1:
         raise RepsimError(f"alpha must lie in (0, 1), got {alpha}")
+    if chance:
+        from repsim_cli.metrics.chance import supports_chance
+
+        if not supports_chance(metric):
+            raise RepsimError(
+                f"chance is available for cka and hsic (biased estimators) only, not {metric.spec}; "
+                "use permutations or a cka/hsic metric"
+            )
 
     states: dict[str, Any] = {}
 
@@ -348,9 +383,49 @@ def grid_from_layers(
     )
     if not self_cmp and r == c and r > 1:
         out.sanity = sanity_check(matrix, metric.higher_is_similar)
+    if chance:
+        _grid_chance(out, rows, cols, prep, results, alpha)
     if permutations:
         _grid_nulls(out, rows, cols, prep, metric, permutations, seed, alpha, progress)
     return out
+
+
+def _grid_chance(
+    out: GridResult,
+    rows: Sequence[Layer],
+    cols: Sequence[Layer],
+    prep: Callable[[Layer], Any],
+    results: dict[tuple[int, int], MetricResult],
+    alpha: float,
+) -> None:
+    """Exact chance levels of every cell (metrics.chance.chance_grid), Holm over the tested cells.
+
+    A tested cell is above chance when its Holm-adjusted ``p_moments`` is <= alpha. The raw
+    CKA (not the adjusted value of ``cka:adjusted=true``) is the observed value.
+    """
+    from repsim_cli.metrics.chance import CHANCE_KEYS, chance_grid
+
+    r, c = out.matrix.shape
+    raw = np.array([[results[(i, j)].details.get("raw", results[(i, j)].value) for j in range(c)] for i in range(r)])
+    grid = chance_grid(out.metric, [prep(layer) for layer in rows], [prep(layer) for layer in cols], raw)
+    tested = _tested_cells(out)
+    holm = np.full((r, c), np.nan)
+    if tested.any():
+        holm[tested] = stats.holm(grid.p_value[tested])
+    above = np.ones((r, c), dtype=bool)
+    above[tested] = holm[tested] <= alpha
+    if out.self_comparison and out.metric.symmetric:  # mirror the tested triangle
+        lower = tested.T & ~tested
+        holm[lower], above[lower] = holm.T[lower], above.T[lower]
+        tested = tested | lower
+    out.chance, out.chance_holm, out.above_chance, out.tested_chance = grid, holm, above, tested
+    fields = dict(zip(CHANCE_KEYS, ("mean", "std", "skew", "z", "p_value", "adjusted")))
+    for idx, record in enumerate(out.records):
+        i, j = divmod(idx, c)
+        for key, attr in fields.items():
+            v = float(getattr(grid, attr)[i, j])
+            record[key] = v if np.isfinite(v) else None
+        record["above_chance"] = bool(above[i, j]) if tested[i, j] else None
 
 
 def _swap_sides(details: dict[str, Any]) -> dict[str, Any]:

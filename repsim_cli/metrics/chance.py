@@ -504,3 +504,34 @@ def chance_grid(
                 v = getattr(level, key)
                 grid[i, j] = np.nan if v is None else v
     return ChanceGrid(**out)
+
+
+#: record keys added by ``chance=True`` (compare records, heatmap cells)
+CHANCE_KEYS = ("null_mean_exact", "null_std_exact", "null_skew_exact", "z_exact", "p_moments", "adjusted")
+
+
+def supports_chance(metric: Any) -> bool:
+    """Whether a bound metric has an exact chance level (biased cka/hsic, linear or RBF)."""
+    return metric.name in ("cka", "hsic") and not metric.params.get("debiased", False)
+
+
+def unsupported_note(metric: Any) -> str:
+    """Why ``metric`` has no exact chance level (the warning ``chance=True`` gives for it)."""
+    if metric.name in ("cka", "hsic"):
+        return (
+            f"{metric.spec}: no exact chance level for debiased estimators (their null mean is already ~ 0); "
+            "use permutations for a p-value"
+        )
+    return f"{metric.spec}: exact chance levels exist for cka and hsic only; use permutations for a p-value"
+
+
+def chance_fields(metric: Any, prep_a: Any, prep_b: Any, result: Any, third: bool = True) -> dict[str, Any]:
+    """The :data:`CHANCE_KEYS` of one compare record (all None when the metric has none).
+
+    ``result`` is the metric's :class:`MetricResult`; for ``cka:adjusted=true`` its raw CKA
+    (``details['raw']``) is the observed value.
+    """
+    if not supports_chance(metric):
+        return dict.fromkeys(CHANCE_KEYS)
+    raw = float(result.details.get("raw", result.value)) if result.details else float(result.value)
+    return chance_level(metric, prep_a, prep_b, raw, third=third).as_record()

@@ -32,9 +32,10 @@ def compare_table(records: Sequence[dict[str, Any]], seed: int) -> Any:
     table = Table(caption=f"seed {seed}", caption_justify="left")
     for col in ("A", "B", "metric", "value", "N", "F_A", "F_B"):
         table.add_column(col, justify="right" if col in ("value", "N", "F_A", "F_B") else "left")
-    extras = [k for k in ("p_value", "z", "ci_low", "ci_high") if any(k in r for r in records)]
+    keys = ("null_mean_exact", "adjusted", "p_value", "p_moments", "z", "z_exact", "ci_low", "ci_high")
+    extras = [k for k in keys if any(k in r for r in records)]
     for k in extras:
-        table.add_column(k, justify="right")
+        table.add_column({"null_mean_exact": "E0"}.get(k, k), justify="right")
     for r in records:
         a, b = (split_selector(r["a"])[1], split_selector(r["b"])[1]) if short else (r["a"], r["b"])
         row = [a, b, r["metric"] + _nondefault(r), fmt_value(r["value"]), str(r["n_samples"]), str(r["features_a"]), str(r["features_b"])]
@@ -110,7 +111,8 @@ def grid_table(result: Any, files: Sequence[str], vmin: Optional[float] = None, 
     hi = float(np.nanmax(m)) if vmax is None else vmax
     span = hi - lo if hi > lo else 1.0
     similar = result.metric.higher_is_similar
-    markers = (1 if result.sanity is not None else 0) + (1 if result.permutations else 0)
+    chance = getattr(result, "above_chance", None)
+    markers = (1 if result.sanity is not None else 0) + (1 if result.permutations else 0) + (1 if chance is not None else 0)
     label_w = min(max(len(n) for n in result.row_names), 14)
     decimals = -2
     for d in (4, 3, 2, -2):
@@ -143,6 +145,8 @@ def grid_table(result: Any, files: Sequence[str], vmin: Optional[float] = None, 
             if result.permutations:
                 tested = result.tested[i, j]
                 mark += "·" if tested and not result.significant[i, j] else " "
+            if chance is not None:
+                mark += "~" if not chance[i, j] else " "
             cell = Text(" ")
             cell.append((_fmt(v, decimals).rjust(vw) + mark).rjust(cell_w), style=f"{fg} on {bg}")
             row.append(cell)
@@ -178,6 +182,15 @@ def grid_table(result: Any, files: Sequence[str], vmin: Optional[float] = None, 
         footer.append(Text(f"· = not significant: Holm-adjusted permutation p > {result.alpha:g}"))
         footer.append(Text(
             f"{n_sig}/{n_test} tested cells significant ({result.permutations} permutations, seed {result.seed})"
+        ))
+    if chance is not None:
+        tested = result.tested_chance
+        n_above = int(chance[tested].sum()) if tested.any() else 0
+        e0 = result.chance.mean[tested] if tested.any() else result.chance.mean.ravel()
+        footer.append(Text(
+            f"~ = not above chance: Holm-adjusted p_moments > {result.alpha:g} (exact permutation moments); "
+            f"{n_above}/{int(tested.sum())} tested cells above chance; chance level E0 "
+            f"{_fmt(float(np.nanmin(e0)), 4)} to {_fmt(float(np.nanmax(e0)), 4)}"
         ))
     return Group(head, table, *footer)
 
