@@ -367,6 +367,7 @@ CKA = register(
         ),
         value_range=(0.0, 1.0),
         value_range_for=lambda p: (-float("inf"), 1.0) if p["adjusted"] else (0.0, 1.0),
+        check_params=_check_adjusted,
     )
 )
 

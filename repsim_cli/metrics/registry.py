@@ -147,6 +147,9 @@ class Metric:
     distinct_rows: bool | Callable[[Mapping[str, Any]], bool] = False
     higher_is_similar_for: Callable[[Mapping[str, Any]], bool] | None = None
     value_range_for: Callable[[Mapping[str, Any]], tuple[float, float]] | None = None
+    #: raises RepsimError for parameter values that are valid one by one but not together
+    #: (cka:adjusted=true,debiased=true); called by bind and parse_metric
+    check_params: Callable[[Mapping[str, Any]], None] | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.invariances) - set(INVARIANCES)
@@ -165,6 +168,8 @@ class Metric:
         values = {p.name: p.default for p in self.params}
         for key, value in params.items():
             values[key] = self.param(key).check(value, self.name)
+        if self.check_params is not None:
+            self.check_params(values)
         return BoundMetric(self, values)
 
 
@@ -292,4 +297,6 @@ def parse_metric(text: str) -> BoundMetric:
                 valid = ", ".join(p.describe() for p in metric.params) or "(none)"
                 raise RepsimError(f"metric {metric.name}: unknown parameter {key!r}; valid: {valid}") from exc
             values[key] = param.parse(value, metric.name)
+    if metric.check_params is not None:
+        metric.check_params(values)
     return BoundMetric(metric, values)
