@@ -1,7 +1,7 @@
 """Two RANDOM (untrained, seeded) transformer encoders read the same 100 random token sequences.
 
-Run: ``python docs/chance_example.py [OUTDIR]`` (OUTDIR: also save the flattened representations as
-net1_flat.npy / net2_flat.npy for the CLI examples in docs/chance.md).
+Run: ``python docs/chance_example.py [OUTDIR]`` (OUTDIR: also write every layer of both networks,
+tokens flattened, to OUTDIR/net1.h5 and OUTDIR/net2.h5 for the CLI examples in docs/chance.md).
 """
 import sys
 
@@ -29,9 +29,18 @@ with torch.no_grad():
     a = random_transformer(1)(tokens).double().numpy()  # N x L x D
     b = random_transformer(2)(tokens).double().numpy()
     b_other = random_transformer(2)(other).double().numpy()  # unrelated inputs: truly independent
-if len(sys.argv) > 1:
-    np.save(f"{sys.argv[1]}/net1_flat.npy", a.reshape(N, -1))
-    np.save(f"{sys.argv[1]}/net2_flat.npy", b.reshape(N, -1))
+if len(sys.argv) > 1:  # every layer of both networks, tokens flattened, for the CLI examples
+    import h5py
+
+    for seed, inputs, name in ((1, tokens, "net1"), (2, tokens, "net2"), (2, other, "net2_other_inputs")):
+        net = random_transformer(seed)
+        with torch.no_grad(), h5py.File(f"{sys.argv[1]}/{name}.h5", "w") as f:
+            h = net[0](inputs)
+            f.create_dataset("embed", data=h.reshape(N, -1).numpy())
+            for k, block in enumerate(net[1].layers, start=1):
+                h = block(h)
+                f.create_dataset(f"block{k}", data=h.reshape(N, -1).numpy())
+            f.attrs["layer_order"] = ["embed", "block1", "block2"]
 cases = [
     ("flattened tokens, same inputs", a.reshape(N, -1), b.reshape(N, -1)),
     ("flattened tokens, unrelated inputs", a.reshape(N, -1), b_other.reshape(N, -1)),
