@@ -92,11 +92,14 @@ def test_exact_moments_equal_full_enumeration(n, name, kernel, stat):
 def test_blocked_gram_pass_does_not_depend_on_the_block(monkeypatch):
     rng = np.random.default_rng(5)
     x, y = rng.standard_normal((23, 4)) ** 2, rng.standard_normal((23, 3))
-    want = cka_permutation_moments(x, y)
+    wide = rng.standard_normal((23, 40))  # F > N: the N x N route of the linear kernel
+    cases = [(x, y, "linear"), (x, y, "rbf"), (wide, y, "linear")]
+    want = [cka_permutation_moments(a, b, kernel=k) for a, b, k in cases]
     for block in (1, 5, 7, 23):
         monkeypatch.setattr(chance, "_BLOCK", block)
-        got = cka_permutation_moments(x, y)
-        assert got.skew == pytest.approx(want.skew, rel=1e-12, abs=1e-14)
+        for (a, b, k), w in zip(cases, want):
+            got = cka_permutation_moments(a, b, kernel=k)
+            assert got.skew == pytest.approx(w.skew, rel=1e-12, abs=1e-14)
 
 
 def gram_state_of(x: np.ndarray) -> GramState:
