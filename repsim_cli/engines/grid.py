@@ -127,7 +127,7 @@ class GridResult:
     tested: np.ndarray | None = None  # R x C bool: cells in the Holm family (and their mirrors)
     warnings: list[str] = field(default_factory=list)
     #: exact permutation moments (``chance=True``): metrics.chance.ChanceGrid, Holm-adjusted
-    #: p_moments over the tested cells, and whether each tested cell is above chance
+    #: p_moments over the tested cells, whether each tested cell is above chance, and that family
     chance: Any = None
     chance_holm: np.ndarray | None = None
     above_chance: np.ndarray | None = None  # R x C bool (True where not tested)
@@ -150,30 +150,26 @@ class GridResult:
             body["alpha"] = self.alpha
             body["p_values"] = _nan_to_none(self.p_values)
             body["p_holm"] = _nan_to_none(self.p_holm)
-            body["significant"] = np.where(self.tested, self.significant, None).tolist()
+            body["significant"] = np.where(self.tested, self.significant, None).tolist()  # type: ignore[arg-type,attr-defined]
         if self.chance is not None:
-            ch = self.chance
-            body["chance"] = {
-                "null_mean_exact": _nan_to_none(ch.mean),
-                "null_std_exact": _nan_to_none(ch.std),
-                "z_exact": _nan_to_none(ch.z),
-                "p_moments": _nan_to_none(ch.p_value),
-                "p_moments_holm": _nan_to_none(self.chance_holm),
-                "above_chance": np.where(self.tested_chance, self.above_chance, None).tolist(),
-                "adjusted": _nan_to_none(ch.adjusted),
-            }
+            body["chance"] = self._chance_document()
         if self.warnings:
             body["warnings"] = list(self.warnings)
         body["results"] = self.records
         return body
 
 
-def _tested_cells(out: GridResult) -> np.ndarray:
-    """The Holm family: computed cells, without the diagonal of a self-comparison."""
-    tested = out.computed.copy()
-    if out.self_comparison:
-        np.fill_diagonal(tested, False)
-    return tested
+    def _chance_document(self) -> dict[str, Any]:
+        ch = self.chance
+        return {
+            "null_mean_exact": _nan_to_none(ch.mean),
+            "null_std_exact": _nan_to_none(ch.std),
+            "z_exact": _nan_to_none(ch.z),
+            "p_moments": _nan_to_none(ch.p_value),
+            "p_moments_holm": _nan_to_none(self.chance_holm),
+            "above_chance": np.where(self.tested_chance, self.above_chance, None).tolist(),  # type: ignore[arg-type,attr-defined]
+            "adjusted": _nan_to_none(ch.adjusted),
+        }
 
 
 def _nan_to_none(m: np.ndarray | None) -> list[list[float | None]] | None:
@@ -290,11 +286,14 @@ def grid_from_layers(
     using the metric's permute fast path or, without one, re-preparing each permuted column
     layer once per permutation for all its cells. p = (1 + #{null >= observed}) / (B + 1)
     (<= for distances); Holm over the computed cells (self-comparison: off-diagonal cells).
+    ``chance``: exact permutation moments of cka/hsic per cell (:func:`_grid_chance`).
     """
+    if chance:
+        _check_chance(metric)
     if not row_layers:
         raise RepsimError("heatmap: no row layers")
     self_cmp = col_layers is None
-    cols = list(row_layers) if self_cmp else list(col_layers)
+    cols = list(row_layers) if col_layers is None else list(col_layers)
     rows = list(row_layers)
     ns = {layer.data.shape[0] for layer in rows + cols}
     if len(ns) != 1:
@@ -307,14 +306,6 @@ def grid_from_layers(
         raise RepsimError(f"permutations must be >= 0, got {permutations}")
     if not 0 < alpha < 1:
         raise RepsimError(f"alpha must lie in (0, 1), got {alpha}")
-    if chance:
-        from repsim_cli.metrics.chance import supports_chance
-
-        if not supports_chance(metric):
-            raise RepsimError(
-                f"chance is available for cka and hsic (biased estimators) only, not {metric.spec}; "
-                "use permutations or a cka/hsic metric"
-            )
 
     states: dict[str, Any] = {}
 
@@ -323,80 +314,47 @@ def grid_from_layers(
             states[layer.label] = prepare(layer) if prepare is not None else metric.prepare(layer.data)
         return states[layer.label]
 
-    r, c = len(rows), len(cols)
-    symmetric = metric.symmetric
     ident = identity_value(metric) if self_cmp else None
-    # which cells to compute, and where the others come from
-    compute = np.zeros((r, c), dtype=bool)
-    if self_cmp:
-        for i in range(r):
-            for j in range(c):
-                if i == j:
-                    compute[i, j] = ident is None
-                else:
-                    compute[i, j] = (i < j) or not symmetric
-    else:
-        compute[:] = True
-
-    matrix = np.full((r, c), np.nan)
-    results: dict[tuple[int, int], MetricResult] = {}
-    calls = 0
-    for i in range(r):
-        pa = prep(rows[i])
-        for j in range(c):
-            if not compute[i, j]:
-                continue
-            res = metric.pair(pa, prep(cols[j]))
-            calls += 1
-            if not np.isfinite(res.value):
-                raise RepsimError(f"{rows[i].label} vs {cols[j].label}: {metric.spec} returned {res.value}")
-            results[(i, j)] = res
-            matrix[i, j] = res.value
-            if progress:
-                progress(1)
-    for i in range(r):
-        for j in range(c):
-            if compute[i, j]:
-                continue
-            if i == j:
-                results[(i, j)] = MetricResult(float(ident))
-            else:  # symmetric self-comparison: mirror
-                src = results[(j, i)]
-                results[(i, j)] = MetricResult(src.value, _swap_sides(src.details), list(src.warnings))
-            matrix[i, j] = results[(i, j)].value
-
+    compute = _cells_to_compute(len(rows), len(cols), self_cmp, metric.symmetric, ident)
+    results, calls = _compute_cells(rows, cols, compute, prep, metric, progress)
+    _fill_uncomputed(results, compute, ident)
+    r, c = compute.shape
+    matrix = np.array([[results[(i, j)].value for j in range(c)] for i in range(r)], dtype=np.float64).reshape(r, c)
     records = [base_record(rows[i], cols[j], metric, results[(i, j)]) for i in range(r) for j in range(c)]
     out = GridResult(
-        metric=metric,
-        row_labels=[l.label for l in rows],
-        col_labels=[l.label for l in cols],
-        row_names=[l.name for l in rows],
-        col_names=[l.name for l in cols],
-        matrix=matrix,
-        records=records,
-        n_samples=n,
-        self_comparison=self_cmp,
-        computed=compute,
-        pair_calls=calls,
-        seed=seed,
-        alpha=alpha,
+        metric=metric, row_labels=[l.label for l in rows], col_labels=[l.label for l in cols],
+        row_names=[l.name for l in rows], col_names=[l.name for l in cols], matrix=matrix, records=records,
+        n_samples=n, self_comparison=self_cmp, computed=compute, pair_calls=calls, seed=seed, alpha=alpha,
     )
     if not self_cmp and r == c and r > 1:
         out.sanity = sanity_check(matrix, metric.higher_is_similar)
     if chance:
-        _grid_chance(out, rows, cols, prep, results, alpha)
+        _grid_chance(out, [prep(layer) for layer in rows], [prep(layer) for layer in cols], results, alpha)
     if permutations:
         _grid_nulls(out, rows, cols, prep, metric, permutations, seed, alpha, progress)
     return out
 
 
+def _check_chance(metric: BoundMetric) -> None:
+    from repsim_cli.metrics.chance import supports_chance
+
+    if not supports_chance(metric):
+        raise RepsimError(
+            f"chance is available for cka and hsic (biased estimators) only, not {metric.spec}; "
+            "use permutations or a cka/hsic metric"
+        )
+
+
+def _tested_cells(out: GridResult) -> np.ndarray:
+    """The Holm family: computed cells, without the diagonal of a self-comparison."""
+    tested = out.computed.copy()
+    if out.self_comparison:
+        np.fill_diagonal(tested, False)
+    return tested
+
+
 def _grid_chance(
-    out: GridResult,
-    rows: Sequence[Layer],
-    cols: Sequence[Layer],
-    prep: Callable[[Layer], Any],
-    results: dict[tuple[int, int], MetricResult],
-    alpha: float,
+    out: GridResult, row_states: list[Any], col_states: list[Any], results: dict[tuple[int, int], MetricResult], alpha: float
 ) -> None:
     """Exact chance levels of every cell (metrics.chance.chance_grid), Holm over the tested cells.
 
@@ -407,7 +365,7 @@ def _grid_chance(
 
     r, c = out.matrix.shape
     raw = np.array([[results[(i, j)].details.get("raw", results[(i, j)].value) for j in range(c)] for i in range(r)])
-    grid = chance_grid(out.metric, [prep(layer) for layer in rows], [prep(layer) for layer in cols], raw)
+    grid = chance_grid(out.metric, row_states, col_states, raw.reshape(r, c))
     tested = _tested_cells(out)
     holm = np.full((r, c), np.nan)
     if tested.any():
@@ -426,6 +384,65 @@ def _grid_chance(
             v = float(getattr(grid, attr)[i, j])
             record[key] = v if np.isfinite(v) else None
         record["above_chance"] = bool(above[i, j]) if tested[i, j] else None
+
+
+def _cells_to_compute(r: int, c: int, self_cmp: bool, symmetric: bool, ident: float | None) -> np.ndarray:
+    """R x C mask of cells computed by ``pair``; the others are mirrored or the identity value."""
+    if not self_cmp:
+        return np.ones((r, c), dtype=bool)
+    i, j = np.indices((r, c))
+    return np.where(i == j, ident is None, (i < j) | (not symmetric))
+
+
+def _compute_cells(
+    rows: Sequence[Layer], cols: Sequence[Layer], compute: np.ndarray, prep: Callable[[Layer], Any],
+    metric: BoundMetric, progress: Progress | None,
+) -> tuple[dict[tuple[int, int], MetricResult], int]:
+    results: dict[tuple[int, int], MetricResult] = {}
+    for i, j in zip(*np.nonzero(compute)):
+        res = metric.pair(prep(rows[i]), prep(cols[j]))
+        if not np.isfinite(res.value):
+            raise RepsimError(f"{rows[i].label} vs {cols[j].label}: {metric.spec} returned {res.value}")
+        results[(int(i), int(j))] = res
+        if progress:
+            progress(1)
+    return results, len(results)
+
+
+def _fill_uncomputed(results: dict[tuple[int, int], MetricResult], compute: np.ndarray, ident: float | None) -> None:
+    """Identity values on the diagonal; mirrored cells of a symmetric self-comparison."""
+    for i, j in zip(*np.nonzero(~compute)):
+        i, j = int(i), int(j)
+        if i == j:
+            results[(i, j)] = MetricResult(float(ident))  # type: ignore[arg-type]
+        else:
+            src = results[(j, i)]
+            results[(i, j)] = MetricResult(src.value, _swap_sides(src.details), list(src.warnings))
+
+
+def _holm_cells(
+    out: GridResult, null: np.ndarray, tested: np.ndarray, metric: BoundMetric, permutations: int, seed: int, alpha: float
+) -> tuple[dict[tuple[int, int], Any], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-cell permutation results, p-values, Holm-adjusted p-values, significance and the tested mask (mirrored)."""
+    r, c = out.matrix.shape
+    results: dict[tuple[int, int], stats.PermutationResult] = {}
+    p = np.full((r, c), np.nan)
+    for i, j in zip(*np.nonzero(tested)):
+        p[i, j] = stats.permutation_pvalue(out.matrix[i, j], null[i, j], metric.higher_is_similar)
+        results[(i, j)] = stats.PermutationResult(float(out.matrix[i, j]), null[i, j], float(p[i, j]), metric.higher_is_similar, seed)
+    adj = np.full((r, c), np.nan)
+    if tested.any():
+        adj[tested] = stats.holm(p[tested])
+    sig = np.zeros((r, c), dtype=bool)
+    sig[tested] = adj[tested] <= alpha
+    mask = tested.copy()
+    if out.self_comparison and metric.symmetric:  # mirror the tested triangle
+        lower = tested.T & ~tested
+        p[lower], adj[lower], sig[lower] = p.T[lower], adj.T[lower], sig.T[lower]
+        for i, j in zip(*np.nonzero(lower)):
+            results[(i, j)] = results[(j, i)]
+        mask = tested | lower
+    return results, p, adj, sig, mask
 
 
 def _swap_sides(details: dict[str, Any]) -> dict[str, Any]:
@@ -466,28 +483,10 @@ def _grid_nulls(
             # the permuted column layer, prepared once for all cells of this column
             permuted = metric.permute(prep(cols[j]), perm, cols[j].data)
             for i in col_rows[j]:
-                null[i, j, k] = metric.pair(prep(rows[i]), permuted).value
+                null[i, j, k] = metric.pair(prep(rows[int(i)]), permuted).value
                 if progress:
                     progress(1)
-    results: dict[tuple[int, int], stats.PermutationResult] = {}
-    p = np.full((r, c), np.nan)
-    for i, j in zip(*np.nonzero(tested)):
-        p[i, j] = stats.permutation_pvalue(out.matrix[i, j], null[i, j], metric.higher_is_similar)
-        results[(i, j)] = stats.PermutationResult(
-            float(out.matrix[i, j]), null[i, j], float(p[i, j]), metric.higher_is_similar, seed
-        )
-    adj = np.full((r, c), np.nan)
-    if tested.any():
-        adj[tested] = stats.holm(p[tested])
-    sig = np.zeros((r, c), dtype=bool)
-    sig[tested] = adj[tested] <= alpha
-    mask = tested.copy()
-    if out.self_comparison and metric.symmetric:  # mirror the tested triangle
-        lower = tested.T & ~tested
-        p[lower], adj[lower], sig[lower] = p.T[lower], adj.T[lower], sig.T[lower]
-        for i, j in zip(*np.nonzero(lower)):
-            results[(i, j)] = results[(j, i)]
-        mask = tested | lower
+    results, p, adj, sig, mask = _holm_cells(out, null, tested, metric, permutations, seed, alpha)
     for idx, record in enumerate(out.records):
         i, j = divmod(idx, c)
         if (i, j) not in results:  # the diagonal of a self-comparison: not tested
