@@ -170,3 +170,16 @@ def test_library_compare_chance_on_arrays():
     assert d[0]["null_mean_exact"] == pytest.approx(cka_permutation_moments(x, y).mean, rel=1e-12)
     assert d[1]["null_mean_exact"] == pytest.approx(cka_permutation_moments(x, y, kernel="rbf").mean, rel=1e-12)
     assert "p_moments" not in rs.compare(x, y).to_dicts()[0]
+
+
+def test_library_and_cli_give_the_same_chance_documents(chance_files):
+    fa, fb, *_ = chance_files
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lib = rs.compare(str(fa), str(fb), ["cka", "hsic"], chance=True, permutations=19).to_dict()
+        grid = rs.heatmap(str(fa), str(fb), "cka:adjusted=true", chance=True).to_dict()
+    assert lib == json_out("compare", fa, fb, "-m", "cka", "-m", "hsic", "--chance", "--permutations", "19")
+    cli_grid = json_out("heatmap", fa, fb, "-m", "cka:adjusted=true", "--chance")
+    assert grid == cli_grid
+    # the adjusted metric's grid: values are the adjusted CKA, the chance grid is the raw CKA's
+    assert np.allclose(np.array(cli_grid["matrix"]), np.array(cli_grid["chance"]["adjusted"]), atol=1e-12)
