@@ -9,7 +9,9 @@ At each size (default N = 10,000, F = 512 on both sides, related ReLU data):
   (``third=True``): its invariant U = sum_ij (x_i . x_j)^3 needs the Gram, O(N^2 F) per side;
 - 999-permutation null: ``repsim_cli.stats.permutation_null`` with the registry fast path, timed on
   ``--perm-sample`` permutations and scaled to 999 (its cost is linear in the count);
-- floor: one float64 cross product Xc^T Yc measured in the same run.
+- floor: one float64 cross product Xc^T Yc measured in the same run;
+- increments: the chance step alone on the prepared states (what --chance adds to a compare),
+  which separates its cost from the machine's noise in the end-to-end ratios.
 
 Times are the best of 3 interleaved runs (the least disturbed); ratios are to the value alone and to the floor.
 Run: ``python bench/bench_chance15.py`` (about 2 minutes) or ``--quick`` (seconds).
@@ -63,6 +65,10 @@ def one_size(n: int, f: int, perm_sample: int) -> dict[str, float]:
         t_two = min(t_two, best_of(lambda: with_chance(False), 1))
         t_three = min(t_three, best_of(lambda: with_chance(True), 1))
     prep_a, prep_b = cka.prepare(x), cka.prepare(y)
+    observed = cka.pair(prep_a, prep_b).value
+    # the increments alone, on prepared states (the end-to-end ratios above carry the machine's noise)
+    inc_two = best_of(lambda: chance_level(cka, prep_a, prep_b, observed, third=False), 5)
+    inc_three = best_of(lambda: chance_level(cka, prep_a, prep_b, observed, third=True), 1)
     t0 = time.perf_counter()
     stats.permutation_null(cka, x, y, perm_sample, seed=0, prep_a=prep_a, prep_b=prep_b)
     t_perm = (time.perf_counter() - t0) * 999 / perm_sample
@@ -76,6 +82,8 @@ def one_size(n: int, f: int, perm_sample: int) -> dict[str, float]:
         "three": t_three,
         "perm": t_perm,
         "floor": floor,
+        "inc_two": inc_two,
+        "inc_three": inc_three,
         "cka": level.value,  # type: ignore[attr-defined]
         "e0": level.mean,  # type: ignore[attr-defined]
         "skew": level.skew,  # type: ignore[attr-defined]
@@ -92,9 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"BLAS: {blas_info()}\n")
     print(
         "| N | F | CKA alone (s) | + mean/std/adjusted (s) | ratio | + exact 3 moments (s) | ratio "
-        "| 999-perm null (s, scaled) | ratio | floor: one Xc^T Yc (s) | CKA / floor | CKA | E0 | skew |"
+        "| 999-perm null (s, scaled) | ratio | floor: one Xc^T Yc (s) | CKA / floor "
+        "| increment mean/std (s) | (value + increment) / value | increment 3 moments (s) | CKA | E0 | skew |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     t0 = time.perf_counter()
     for n, f in sizes:
         r = one_size(n, f, args.perm_sample)
@@ -102,7 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"| {r['n']} | {r['f']} | {v:.3f} | {r['two']:.3f} | {r['two'] / v:.2f}x | {r['three']:.3f} | "
             f"{r['three'] / v:.2f}x | {r['perm']:.1f} | {r['perm'] / v:.0f}x | {r['floor']:.3f} | "
-            f"{v / r['floor']:.2f}x | {r['cka']:.4f} | {r['e0']:.4f} | {r['skew']:.4f} |",
+            f"{v / r['floor']:.2f}x | {r['inc_two']:.2e} | {(v + r['inc_two']) / v:.4f}x | {r['inc_three']:.3f} | "
+            f"{r['cka']:.4f} | {r['e0']:.4f} | {r['skew']:.4f} |",
             flush=True,
         )
     print(f"\n(total {time.perf_counter() - t0:.0f} s)")
