@@ -150,6 +150,9 @@ class Metric:
     #: raises RepsimError for parameter values that are valid one by one but not together
     #: (cka:adjusted=true,debiased=true); called by bind and parse_metric
     check_params: Callable[[Mapping[str, Any]], None] | None = None
+    #: parameter values (beyond the ``choices`` of str/bool parameters, found automatically) whose
+    #: direction, symmetry, invariances or minimum N the docs should state, e.g. ({"alpha": 0.0},)
+    doc_variants: tuple[Mapping[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         unknown = set(self.invariances) - set(INVARIANCES)
