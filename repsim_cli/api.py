@@ -98,6 +98,7 @@ def compare(
     details: bool = False,
     jobs: int = 1,
     max_gram: int = 20000,
+    chance: bool = False,
 ) -> Results:
     """Similarity of two representations, layer by layer (``repsim compare``).
 
@@ -108,7 +109,11 @@ def compare(
     ``permutations`` adds a permutation p-value (B's rows shuffled), ``bootstrap`` a percentile
     interval at level ``ci``; ``seed`` fixes every random choice (subsets, permutations,
     resamples) whatever ``jobs``. ``stream`` reads files in row blocks (linear CKA; default:
-    automatic when the layers would not fit in memory).
+    automatic when the layers would not fit in memory). ``chance`` adds, for cka and biased hsic,
+    the exact mean, std and skewness of the metric over all row permutations of B
+    (``null_mean_exact``, ``null_std_exact``, ``null_skew_exact``), ``z_exact``, the Pearson III
+    ``p_moments`` and the chance-adjusted ``adjusted`` = (CKA - E0) / (1 - E0) (None, with a
+    warning, for other metrics; see :mod:`repsim_cli.metrics.chance`).
 
     Returns :class:`~repsim_cli.results.Results` (``.value`` for a single record).
 
@@ -130,7 +135,7 @@ def compare(
         with progress_bar("compare", total, enabled=progress) as advance:
             records = compare_engine.compare_layers(
                 pairs, bound, options, details=details, permutations=permutations, bootstrap=bootstrap,
-                ci=ci, jobs=jobs, stream=stream, progress=advance,
+                ci=ci, jobs=jobs, stream=stream, progress=advance, chance=chance,
             )
     _issue([w for r in records for w in r["warnings"]])
     return Results([Record.from_dict(r) for r in records], seed)
@@ -151,6 +156,7 @@ def heatmap(
     max_gram: int = 20000,
     max_memory: float = grid_engine.DEFAULT_MAX_MEMORY_GIB,
     progress: bool = False,
+    chance: bool = False,
 ) -> Grid:
     """Layer x layer grid of one metric (``repsim heatmap``): rows = A's layers, columns = B's.
 
@@ -160,6 +166,9 @@ def heatmap(
     on both sides, :attr:`Grid.sanity_check` reports Kornblith et al.'s (2019) check: in how
     many rows the same-index layer is strictly the most similar. ``permutations``: a p-value
     per cell from one shared, seeded set of row permutations, Holm-adjusted over the grid.
+    ``chance`` (cka, biased hsic): the exact chance level E0 of every cell and its Pearson III
+    p-value from the exact permutation moments (:attr:`Grid.chance_mean`, :attr:`Grid.p_moments`,
+    :attr:`Grid.above_chance`: Holm-adjusted ``p_moments`` <= ``alpha``).
 
     Returns :class:`~repsim_cli.results.Grid` (``.values``, ``.rows``, ``.cols``, ``.plot()``).
 
@@ -182,7 +191,7 @@ def heatmap(
         with progress_bar("heatmap", cells + permutations * tested, enabled=progress) as advance:
             result = grid_engine.compute_grid(
                 row_refs, col_refs, bound, options, permutations=permutations, alpha=alpha,
-                max_memory_gib=max_memory, progress=advance,
+                max_memory_gib=max_memory, progress=advance, chance=chance,
             )
     _issue([*(w for r in result.records for w in r["warnings"]), *result.warnings])
     files = [_side_name(s, "") for s in (a, b) if isinstance(s, (str, os.PathLike))]

@@ -21,6 +21,8 @@ EXTRA_SPECS = [
     "cka:kernel=rbf",
     "cka:debiased=true",
     "cka:kernel=rbf,debiased=true,median=pairs",
+    "cka:adjusted=true",
+    "cka:kernel=rbf,adjusted=true",
     "hsic:kernel=rbf",
     "hsic:debiased=true",
     "cca:stat=r2",

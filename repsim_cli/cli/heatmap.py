@@ -68,6 +68,11 @@ def heatmap(
     vmax: float | None = typer.Option(None, "--vmax", help="Colour scale maximum (default: largest value in the grid)."),
     permutations: int = typer.Option(0, "--permutations", help="Permutation p-value per cell: one shared, seeded set of row permutations; Holm over the grid."),
     alpha: float = typer.Option(0.05, "--alpha", help="Cells with Holm-adjusted p > alpha are marked (table) and hatched (image)."),
+    chance: bool = typer.Option(
+        False, "--chance",
+        help="cka/hsic (biased): the exact chance level E0 of every cell and p_moments from the exact permutation "
+        "moments (JSON: chance.null_mean_exact, ...); cells whose Holm-adjusted p_moments > alpha are marked ~.",
+    ),
     max_memory: float = typer.Option(8.0, "--max-memory", help="Refuse grids whose per-layer states (data, N x N matrices) need more than this many GiB."),
     seed: int = SeedOpt,
     max_samples: int | None = MaxSamplesOpt,
@@ -99,6 +104,7 @@ def heatmap(
     grid = api.heatmap(
         a, b, metric, permutations=permutations, alpha=alpha, seed=seed, max_samples=max_samples, samples=samples,
         pool=pool, channel_axis=channel_axis, max_gram=max_gram, max_memory=max_memory, progress=sys.stderr.isatty(),
+        chance=chance,
     )
     _write_outputs(grid, plan, [split_selector(x)[0] for x in (a, b) if x is not None], protected, annotate, vmin, vmax)
 
