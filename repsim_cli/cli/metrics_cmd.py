@@ -48,6 +48,9 @@ def describe(metric: Metric) -> dict[str, Any]:
         "invariance_notes": invariances_text(metric).replace("`", ""),
         "value_range": list(bound.value_range),
         "builds_n_by_n": bool(bound.gram),
+        # computable from merged first and second moments (--stream, --engine dask), with the default parameters
+        "streamable": bound.streamable,
+        "streamable_note": _streamable_note(metric),
         "formula": metric.formula,
         "reference": metric.reference,
         "help": metric.help,
@@ -81,7 +84,7 @@ def _table(entries: list[dict[str, Any]]) -> Any:
             f"{p['name']}=" + ("|".join(_fmt(c) for c in p["choices"]) if p["choices"] else p["type"]) + f" ({_fmt(p['default'])})"
             for p in e["params"]
         )
-        kind = f"{e['kind']}\nsymmetric: {e['symmetry']}"
+        kind = f"{e['kind']}\nsymmetric: {e['symmetry']}\nstreams: {e['streamable_note']}"
         table.add_row(
             f"{e['name']}\n{e['summary']}",
             params or "-",
@@ -91,6 +94,18 @@ def _table(entries: list[dict[str, Any]]) -> Any:
             f"{e['formula']}\n{e['reference']}",
         )
     return table
+
+
+def _streamable_note(metric: Metric) -> str:
+    """``yes``, ``no``, or ``yes, except with ...`` (the parameter values without a moment route)."""
+    from repsim_cli.metrics.markdown import _variants
+
+    if not metric.bind().streamable:
+        return "no"
+    off = [f"{k}={_fmt(x)}" for v in _variants(metric) if not metric.bind(**v).streamable for k, x in v.items()]
+    if any(p.name == "minibatch" for p in metric.params):
+        off.append("minibatch>0")
+    return "yes, except with " + ", ".join(off) if off else "yes"
 
 
 def _fmt(v: Any) -> str:

@@ -22,10 +22,13 @@ from repsim_cli.metrics.cka import hsic, linear_cka, rbf_cka  # noqa: E402
 from repsim_cli.metrics.cca import cca, linear_regression_r2, pwcca, svcca  # noqa: E402
 from repsim_cli.metrics.shape import procrustes  # noqa: E402
 from repsim_cli.metrics.rsa import mutual_knn, rsa  # noqa: E402
+from repsim_cli.metrics.moments import Moments, merge_all  # noqa: E402  (attaches the moment routes)
 
 __all__ = [
     "INVARIANCES",
     "REGISTRY",
+    "Moments",
+    "merge_all",
     "BoundMetric",
     "Metric",
     "MetricResult",
