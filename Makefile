@@ -13,7 +13,7 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test,plot]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test,plot,dask]"
 	@touch $(STAMP)
 
 test: venv

@@ -1,0 +1,384 @@
+"""Engines for the moment route: row blocks read once, summarized, merged (streamed or on dask).
+
+Every metric with a moment route (``BoundMetric.streamable``) is computed from one
+:class:`~repsim_cli.metrics.moments.Moments` summary of the layers it compares: the layers' row
+blocks are read side by side (memory: the F x F summary plus one block), summarized in float64 and
+merged exactly (Chan, Golub & LeVeque 1979). Three ways to get the summary:
+
+- :func:`stream_moments`: one process, blocks in order;
+- :func:`dask_moments`: one task per block on a dask.distributed cluster; each task opens the file
+  itself and reads only its rows (so the path must be visible to the workers), partial summaries
+  are tree-reduced on the cluster;
+- in memory: :func:`repsim_cli.metrics.moments.moments_of`.
+
+A grid (``heatmap``) summarizes all its layers at once -- one symmetric product of the
+concatenated blocks per block -- and slices every cell's pair out of it (:meth:`Moments.select`).
+Minibatch CKA (``cka:minibatch=B``) has its own mergeable sums (:class:`MinibatchSums`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from repsim_cli.errors import RepsimError
+from repsim_cli.metrics.moments import Moments
+
+#: target size of one row block of all layers together, in float64 bytes
+BLOCK_BYTES = 64 * 2**20
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a worker needs to read a layer's rows: picklable, no open file handles."""
+
+    file: str
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    label: str
+    pool: str = "none"
+    channel_axis: int = 1
+
+    @classmethod
+    def of(cls, ref: Any, pool: str = "none", channel_axis: int = 1) -> "Source":
+        return cls(ref.file, ref.name, ref.kind, tuple(ref.shape), ref.label, pool, channel_axis)
+
+    @property
+    def n(self) -> int:
+        return int(self.shape[0])
+
+    @property
+    def features(self) -> int:
+        from repsim_cli.loading import pooled_shape
+
+        return int(np.prod(pooled_shape(self.shape, self.pool, self.channel_axis, self.label)[1:]))
+
+
+def read_row_range(file: str, kind: str, name: str, start: int, stop: int) -> np.ndarray:
+    """Rows [start, stop) of one stored array, in its stored dtype (only those rows are read)."""
+    try:
+        if kind == "hdf5":
+            import h5py
+
+            with h5py.File(file, "r") as f:
+                return f[name][start:stop]
+        if kind == "npy":
+            return np.asarray(np.load(file, mmap_mode="r", allow_pickle=False)[start:stop])
+        if kind == "zarr":
+            import zarr
+
+            return np.asarray(zarr.open_group(file, mode="r")[name][start:stop])
+        with np.load(file, allow_pickle=False) as z:  # npz members are compressed: read whole
+            return z[name][start:stop]
+    except Exception as exc:
+        raise RepsimError(f"{file}: cannot read rows {start}:{stop} of {name!r} ({type(exc).__name__}: {exc})") from exc
+
+
+def row_chunk(file: str, kind: str, name: str) -> int | None:
+    """Rows per stored chunk (HDF5/zarr chunked arrays), else None."""
+    try:
+        if kind == "hdf5":
+            import h5py
+
+            with h5py.File(file, "r") as f:
+                chunks = f[name].chunks
+        elif kind == "zarr":
+            import zarr
+
+            chunks = zarr.open_group(file, mode="r")[name].chunks
+        else:
+            return None
+    except Exception:
+        return None
+    return int(chunks[0]) if chunks else None
+
+
+def read_rows(src: Source, start: int, stop: int) -> np.ndarray:
+    """Rows [start, stop) of a layer as a float64 N x F matrix (pooled/flattened), checked finite."""
+    from repsim_cli.loading import to_matrix
+
+    block = read_row_range(src.file, src.kind, src.name, start, stop)
+    mat = to_matrix(block, src.pool, src.channel_axis, src.label)
+    if not np.isfinite(mat).all():
+        raise RepsimError(f"{src.label} (shape {src.shape}): NaN or infinite values in the data")
+    return mat
+
+
+def block_moments(sources: Sequence[Source], start: int, stop: int) -> Moments:
+    """Summary of rows [start, stop) of every layer (the unit of work of every engine)."""
+    return Moments.from_block(*(read_rows(s, start, stop) for s in sources))
+
+
+def row_blocks(n: int, block_rows: int) -> list[tuple[int, int]]:
+    """Consecutive [start, stop) ranges of ``block_rows`` rows (the last one may be shorter)."""
+    step = max(1, int(block_rows))
+    return [(a, min(n, a + step)) for a in range(0, n, step)]
+
+
+def default_block_rows(sources: Sequence[Source], target_bytes: int = BLOCK_BYTES) -> int:
+    """About ``target_bytes`` of float64 rows of all layers, rounded to the stored chunking if any."""
+    per_row = 8 * max(1, sum(s.features for s in sources))
+    rows = max(1, target_bytes // per_row)
+    chunk = max((row_chunk(s.file, s.kind, s.name) or 1) for s in sources)
+    if chunk > 1 and rows >= chunk:
+        rows -= rows % chunk
+    return int(rows)
+
+
+def _check_sources(sources: Sequence[Source]) -> int:
+    ns = {s.n for s in sources}
+    if len(ns) != 1:
+        raise RepsimError("layers index different numbers of inputs: " + ", ".join(f"{s.label} N={s.n}" for s in sources))
+    return ns.pop()
+
+
+def stream_moments(
+    sources: Sequence[Source], block_rows: int | None = None, progress: Callable[[int], None] | None = None
+) -> Moments:
+    """One sequential pass over the rows; memory O((sum F)^2 + one block)."""
+    n = _check_sources(sources)
+    total: Moments | None = None
+    for start, stop in row_blocks(n, block_rows or default_block_rows(sources)):
+        part = block_moments(sources, start, stop)
+        total = part if total is None else total.merge(part)
+        if progress:
+            progress(stop - start)
+    if total is None:
+        raise RepsimError(f"{sources[0].label}: no rows to read")
+    return total
+
+
+# ------------------------------------------------------------------------------------ dask
+
+
+def require_dask() -> Any:
+    """The ``distributed`` module, or one clear line saying what to install."""
+    try:
+        import distributed
+    except ImportError:
+        raise RepsimError("--engine dask needs dask.distributed: pip install 'repsim-cli[dask]'") from None
+    return distributed
+
+
+def local_cluster(workers: int | None = None) -> Any:
+    """A LocalCluster of single-threaded worker processes on loopback (one per core by default)."""
+    import os
+
+    distributed = require_dask()
+    n = workers or os.cpu_count() or 1
+    return distributed.LocalCluster(
+        n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
+    )
+
+
+def _merge2(a: Moments, b: Moments) -> Moments:
+    return a.merge(b)
+
+
+def tree_reduce(client: Any, futures: list[Any], merge: Callable[[Any, Any], Any] = _merge2) -> Any:
+    """Pairwise reduction of futures on the cluster (depth log2 of the number of blocks)."""
+    level = list(futures)
+    while len(level) > 1:
+        nxt = [client.submit(merge, level[i], level[i + 1], pure=False, retries=2) for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0]
+
+
+def dask_moments(sources: Sequence[Source], client: Any, block_rows: int | None = None) -> Moments:
+    """Moments of the layers with one task per row block on a dask cluster (each task reads its rows)."""
+    n = _check_sources(sources)
+    blocks = row_blocks(n, block_rows or default_block_rows(sources))
+    srcs = list(sources)
+    futures = [client.submit(block_moments, srcs, a, b, pure=False, retries=2) for a, b in blocks]
+    try:
+        return tree_reduce(client, futures).result()
+    except RepsimError:
+        raise
+    except Exception as exc:  # a worker died too often, the scheduler went away, ...
+        raise RepsimError(f"the dask job did not finish ({type(exc).__name__}: {exc}); no result was written") from exc
+
+
+def connect(scheduler: str | None, workers: int | None = None) -> tuple[Any, Any]:
+    """(client, cluster or None): an existing scheduler (``tcp://HOST:PORT``) or a new LocalCluster."""
+    distributed = require_dask()
+    try:
+        if scheduler:
+            return distributed.Client(scheduler, timeout="20s"), None
+        cluster = local_cluster(workers)
+        return distributed.Client(cluster), cluster
+    except RepsimError:
+        raise
+    except Exception as exc:
+        where = scheduler or "a local cluster"
+        raise RepsimError(f"cannot connect to {where} ({type(exc).__name__}: {exc})") from exc
+
+
+# ------------------------------------------------------------------------------ minibatch CKA
+
+
+@dataclass
+class MinibatchSums:
+    """Sums over whole minibatches of the three unbiased HSICs (Nguyen et al. 2021): merged by addition."""
+
+    batches: int = 0
+    cross: float = 0.0
+    self_a: float = 0.0
+    self_b: float = 0.0
+
+    def merge(self, other: "MinibatchSums") -> "MinibatchSums":
+        return MinibatchSums(
+            self.batches + other.batches, self.cross + other.cross, self.self_a + other.self_a, self.self_b + other.self_b
+        )
+
+    def value(self) -> float:
+        from repsim_cli.metrics.cka import _ratio
+
+        if not self.batches:
+            raise RepsimError("minibatch CKA: no complete minibatch")
+        return float(_ratio(self.cross / self.batches, self.self_a / self.batches, self.self_b / self.batches, True))
+
+
+def minibatch_sums(sources: Sequence[Source], start: int, stop: int, params: Mapping[str, Any]) -> MinibatchSums:
+    """Sums over the complete minibatches of B rows inside rows [start, stop) (start a multiple of B)."""
+    from repsim_cli.metrics.cka import _kernel_prepare, hsic_scale, hsic_terms
+
+    size = int(params["minibatch"])
+    full = {**params, "minibatch": 0, "debiased": True}
+    x, y = (read_rows(s, start, stop) for s in sources)
+    out = MinibatchSums()
+    for b0 in range(0, (stop - start) // size * size, size):
+        pa, pb = _kernel_prepare(x[b0 : b0 + size], full), _kernel_prepare(y[b0 : b0 + size], full)
+        c, sa, sb = (t * hsic_scale(size, True) for t in hsic_terms(pa, pb, True))
+        out = out.merge(MinibatchSums(1, c, sa, sb))
+    return out
+
+
+def minibatch_blocks(n: int, size: int, block_rows: int | None) -> list[tuple[int, int]]:
+    """Row ranges made of whole minibatches (the trailing partial batch is dropped, as in memory)."""
+    per = max(1, (block_rows or size) // size) * size
+    usable = n // size * size if n >= size else 0
+    return [(a, min(usable, a + per)) for a in range(0, usable, per)]
+
+
+# ------------------------------------------------------------------------------ records
+
+
+def summary_bytes(features: Sequence[int], block_rows: int) -> int:
+    """Peak memory of a pass: ~3 copies of the (sum F)^2 summary (merge temporaries) and two blocks."""
+    total = int(sum(features))
+    return 8 * (3 * total * total + 2 * block_rows * total)
+
+
+class MomentRunner:
+    """Computes summaries with one engine: ``stream`` (sequential) or ``dask`` (a client)."""
+
+    def __init__(self, engine: str = "stream", client: Any = None, block_rows: int | None = None) -> None:
+        if engine not in ("stream", "dask"):
+            raise RepsimError(f"--engine must be memory, stream or dask, got {engine!r}")
+        self.engine, self.client, self.block_rows = engine, client, block_rows
+
+    def moments(self, sources: Sequence[Source], progress: Callable[[int], None] | None = None) -> Moments:
+        if self.engine == "dask":
+            return dask_moments(sources, self.client, self.block_rows)
+        return stream_moments(sources, self.block_rows, progress)
+
+    def minibatch(self, sources: Sequence[Source], params: Mapping[str, Any]) -> MinibatchSums:
+        n = _check_sources(sources)
+        size = min(int(params["minibatch"]), n)
+        if size < 4:
+            raise RepsimError(f"cka: minibatch={params['minibatch']} rows; the unbiased HSIC of a minibatch needs at least 4")
+        p = {**params, "minibatch": size}
+        blocks = minibatch_blocks(n, size, self.block_rows or max(size, default_block_rows(sources)))
+        if self.engine == "dask":
+            futures = [self.client.submit(minibatch_sums, list(sources), a, b, p, pure=False, retries=2) for a, b in blocks]
+            return tree_reduce(self.client, futures, MinibatchSums.merge).result()
+        total = MinibatchSums()
+        for a, b in blocks:
+            total = total.merge(minibatch_sums(sources, a, b, p))
+        return total
+
+
+def moment_result(metric: Any, moments: Moments | None, sums: MinibatchSums | None, n: int) -> Any:
+    """The metric's result from a pair's summary (or its minibatch sums)."""
+    from repsim_cli.metrics.registry import MetricResult
+
+    if metric.name == "cka" and metric.params.get("minibatch"):
+        assert sums is not None
+        size = min(int(metric.params["minibatch"]), n)
+        dropped = n - sums.batches * size
+        details: dict[str, Any] = {"minibatches": sums.batches, "batch_rows": size}
+        warnings = []
+        if dropped:
+            details["dropped_rows"] = dropped
+            warnings.append(f"minibatch CKA: the last {dropped} of {n} rows do not fill a batch of {size} and are not used")
+        return MetricResult(sums.value(), details, warnings)
+    assert moments is not None
+    return metric.from_moments(moments)
+
+
+def is_moment_metric(metric: Any) -> bool:
+    """True when an engine can compute the metric from row blocks (moments, or minibatch CKA sums)."""
+    return bool(metric.streamable or (metric.name == "cka" and metric.params.get("minibatch")))
+
+
+def pair_record(a: Source, b: Source, metric: Any, result: Any, engine: str, details: bool = False) -> dict[str, Any]:
+    """The compare/heatmap record contract for a pair computed from row blocks."""
+    record: dict[str, Any] = {
+        "a": a.label,
+        "b": b.label,
+        "metric": metric.name,
+        "params": dict(metric.params),
+        "value": float(result.value),
+        "n_samples": a.n,
+        "features_a": a.features,
+        "features_b": b.features,
+    }
+    for key, src in (("shape_a", a), ("shape_b", b)):
+        if len(src.shape) > 2 or src.shape[1:] != (src.features,):
+            record[key] = list(src.shape)
+    shown = result.details if details else {k: v for k, v in result.details.items() if not isinstance(v, list)}
+    record["details"] = {**shown, "streamed": "features", "engine": engine}
+    record["warnings"] = list(dict.fromkeys(result.warnings))
+    return record
+
+
+def compare_moments(
+    pairs: Sequence[tuple[Source, Source]],
+    metrics: Sequence[Any],
+    runner: MomentRunner,
+    details: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Records of every moment metric for every pair; each pair's rows are read once (plus once per minibatch spec)."""
+    records = []
+    for a, b in pairs:
+        n = _check_sources([a, b])
+        moments = runner.moments([a, b]) if any(m.streamable for m in metrics) else None
+        for metric in metrics:
+            sums = runner.minibatch([a, b], metric.params) if not metric.streamable else None
+            try:
+                result = moment_result(metric, moments, sums, n)
+            except RepsimError as exc:
+                raise RepsimError(f"{a.label} vs {b.label}, metric {metric.spec}: {exc}") from None
+            records.append(pair_record(a, b, metric, result, runner.engine, details))
+            if progress:
+                progress(1)
+    return records
+
+
+def grid_moments(rows: Sequence[Source], cols: Sequence[Source], runner: MomentRunner) -> tuple[Moments, list[int], list[int]]:
+    """One summary of every distinct layer of a grid (one pass), and each row/column layer's index in it."""
+    distinct: list[Source] = []
+    index: dict[tuple[str, str], int] = {}
+    for s in [*rows, *cols]:
+        key = (s.file, s.name)
+        if key not in index:
+            index[key] = len(distinct)
+            distinct.append(s)
+    moments = runner.moments(distinct)
+    return moments, [index[(s.file, s.name)] for s in rows], [index[(s.file, s.name)] for s in cols]
