@@ -189,12 +189,21 @@ def tree_reduce(client: Any, futures: list[Any], merge: Callable[[Any, Any], Any
     return level[0]
 
 
-def dask_moments(sources: Sequence[Source], client: Any, block_rows: int | None = None) -> Moments:
-    """Moments of the layers with one task per row block on a dask cluster (each task reads its rows)."""
+def dask_moments(
+    sources: Sequence[Source],
+    client: Any,
+    block_rows: int | None = None,
+    task: Callable[[Sequence[Source], int, int], Moments] = block_moments,
+) -> Moments:
+    """Moments of the layers with one task per row block on a dask cluster (each task reads its rows).
+
+    A task whose worker dies is rerun elsewhere by dask (its partial summary is recomputed, never
+    counted twice: partials are futures, merged once each); if the job cannot finish, a RepsimError.
+    """
     n = _check_sources(sources)
     blocks = row_blocks(n, block_rows or default_block_rows(sources))
     srcs = list(sources)
-    futures = [client.submit(block_moments, srcs, a, b, pure=False, retries=2) for a, b in blocks]
+    futures = [client.submit(task, srcs, a, b, pure=False, retries=2) for a, b in blocks]
     try:
         return tree_reduce(client, futures).result()
     except RepsimError:

@@ -1,0 +1,229 @@
+"""Streamed and dask summaries of files equal the in-memory values, for every moment metric and format."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from repsim_cli.errors import RepsimError
+from repsim_cli.loading import select_layers
+from repsim_cli.metrics import parse_metric
+from repsim_cli.moment_engine import (
+    MomentRunner,
+    Source,
+    block_moments,
+    compare_moments,
+    dask_moments,
+    grid_moments,
+    stream_moments,
+)
+
+from conftest import write_h5
+from test_moments import MOMENT_SPECS, assert_routes_agree, offset_pair
+
+
+@pytest.fixture(scope="module")
+def layers():
+    rng = np.random.default_rng(7)
+    x, y = offset_pair(rng, 203, 6, 5)
+    z = (x[:, :2].astype(np.float64) @ rng.standard_normal((2, 4)) + rng.standard_normal((203, 4))).astype(np.float32)
+    return x, y, z
+
+
+@pytest.fixture(scope="module")
+def h5_file(tmp_path_factory, layers):
+    x, y, z = layers
+    path = tmp_path_factory.mktemp("eng") / "l.h5"
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=x, chunks=(16, 6))
+        f["y"] = y
+        f["z"] = z
+    return path
+
+
+def _sources(path, *names):
+    return [Source.of(select_layers(f"{path}:{n}")[0]) for n in names]
+
+
+@pytest.mark.parametrize("block_rows", [1, 16, 50, 203, 10_000])
+def test_streamed_summary_equals_in_memory(h5_file, layers, block_rows):
+    x, y, _ = layers
+    m = stream_moments(_sources(h5_file, "x", "y"), block_rows)
+    assert m.n == 203
+    assert assert_routes_agree(x, y, m) < 1e-10
+
+
+def test_every_file_format_streams_the_same(tmp_path, layers):
+    """HDF5, .npy, .npz and zarr (v2 and v3, nested groups, layer_order) give the same summary."""
+    zarr = pytest.importorskip("zarr")
+    x, y, _ = layers
+    write_h5(tmp_path / "a.h5", {"g/x": x, "y": y})
+    np.save(tmp_path / "x.npy", x)
+    np.savez(tmp_path / "a.npz", x=x, y=y)
+    sels = [[f"{tmp_path / 'a.h5'}:g/x", f"{tmp_path / 'a.h5'}:y"], [str(tmp_path / "x.npy"), f"{tmp_path / 'a.npz'}:y"]]
+    for fmt in (2, 3):
+        store = tmp_path / f"a{fmt}.zarr"
+        group = zarr.open_group(str(store), mode="w", zarr_format=fmt)
+        group.create_group("g").create_array("x", data=x, chunks=(32, 6))
+        group.create_array("y", data=y, chunks=(50, 5))
+        sels.append([f"{store}:g/x", f"{store}:y"])
+    reference = None
+    for sel in sels:
+        from repsim_cli.zarr_format import open_zarr
+
+        refs = []
+        for s in sel:
+            path, _, name = s.rpartition(".zarr:")
+            if ".zarr:" in s:
+                refs.append(next(r for r in open_zarr(path + ".zarr").layers if r.name == name))
+            else:
+                refs.append(select_layers(s)[0])
+        m = stream_moments([Source.of(r) for r in refs], 37)
+        values = [parse_metric(spec).from_moments(m).value for spec in MOMENT_SPECS]
+        reference = reference or values
+        np.testing.assert_allclose(values, reference, rtol=1e-13, atol=1e-15)
+
+
+def test_zarr_layer_order_and_nested_groups(tmp_path, layers):
+    zarr = pytest.importorskip("zarr")
+    from repsim_cli.zarr_format import open_zarr, read_zarr
+
+    x, y, _ = layers
+    group = zarr.open_group(str(tmp_path / "r.zarr"), mode="w")
+    blocks = group.create_group("blocks")
+    blocks.create_array("10", data=y)
+    blocks.create_array("2", data=x)
+    group.create_array("labels", data=np.arange(203))
+    assert [ref.name for ref in open_zarr(str(tmp_path / "r.zarr")).layers] == ["blocks/2", "blocks/10"]
+    group.attrs["layer_order"] = ["blocks/10", "blocks/2"]
+    af = open_zarr(str(tmp_path / "r.zarr"))
+    assert [ref.name for ref in af.layers] == ["blocks/10", "blocks/2"] and af.kind == "zarr"
+    np.testing.assert_array_equal(read_zarr(str(tmp_path / "r.zarr"), "blocks/2", np.array([5, 1, 5])), x[[5, 1, 5]])
+    group.attrs["layer_order"] = ["blocks/3"]
+    with pytest.raises(RepsimError, match="layer_order names 'blocks/3'"):
+        open_zarr(str(tmp_path / "r.zarr"))
+
+
+def test_compare_records_for_every_moment_metric(h5_file, layers):
+    x, y, _ = layers
+    metrics = [parse_metric(s) for s in [*MOMENT_SPECS, "cka:minibatch=40", "cka:minibatch=32,kernel=rbf"]]
+    records = compare_moments([tuple(_sources(h5_file, "x", "y"))], metrics, MomentRunner("stream", block_rows=45))
+    for record, metric in zip(records, metrics):
+        expected = metric.compute(x, y)
+        assert record["value"] == pytest.approx(expected.value, rel=1e-10, abs=1e-12), metric.spec
+        assert record["details"]["streamed"] == "features" and record["warnings"] == expected.warnings
+        assert record["n_samples"] == 203 and record["features_a"] == 6 and record["features_b"] == 5
+
+
+def test_grid_is_one_summary(h5_file, layers):
+    """Every cell of a 3 x 2 grid is sliced from one pass over the 3 distinct layers."""
+    rows, cols = _sources(h5_file, "x", "y", "z"), _sources(h5_file, "z", "x")
+    m, ri, ci = grid_moments(rows, cols, MomentRunner("stream", block_rows=30))
+    assert m.k == 3
+    data = dict(zip("xyz", layers))
+    for i, r in zip(ri, "xyz"):
+        for j, c in zip(ci, "zx"):
+            for spec in ("cka", "cka:debiased=true", "cca", "procrustes"):
+                metric = parse_metric(spec)
+                assert metric.from_moments(m.select(i, j)).value == pytest.approx(
+                    metric.compute(data[r], data[c]).value, rel=1e-10, abs=1e-12
+                )
+
+
+def test_mismatched_rows_and_bad_values_are_refused(tmp_path, layers):
+    x, y, _ = layers
+    bad = x.copy()
+    bad[100, 2] = np.nan
+    path = write_h5(tmp_path / "b.h5", {"x": x, "short": y[:100], "bad": bad})
+    with pytest.raises(RepsimError, match="different numbers of inputs"):
+        stream_moments(_sources(path, "x", "short"), 10)
+    with pytest.raises(RepsimError, match="NaN or infinite"):
+        stream_moments(_sources(path, "x", "bad"), 10)
+
+
+# ------------------------------------------------------------------------------------ dask
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
+    )
+    client = distributed.Client(cluster)
+    yield cluster, client
+    client.close()
+    cluster.close()
+
+
+def flaky_block(sources, start, stop):
+    """Kills its worker process the first time it runs on rows 64: (a worker lost mid-run)."""
+    marker = os.environ.get("REPSIM_TEST_KILL_MARKER", "")
+    if start == 64 and marker and os.path.exists(marker):
+        os.remove(marker)
+        os._exit(1)
+    return block_moments(sources, start, stop)
+
+
+def test_dask_equals_in_memory_whatever_the_workers(cluster, h5_file, layers):
+    local, client = cluster
+    x, y, _ = layers
+    sources = _sources(h5_file, "x", "y")
+    m2 = dask_moments(sources, client, 16)
+    assert assert_routes_agree(x, y, m2) < 1e-10
+    values2 = [parse_metric(s).from_moments(m2).value for s in MOMENT_SPECS]
+    runner = MomentRunner("dask", client, block_rows=40)
+    mb = runner.minibatch(sources, parse_metric("cka:minibatch=50").params)
+    assert mb.value() == pytest.approx(parse_metric("cka:minibatch=50").compute(x, y).value, abs=1e-13)
+    # one worker left: same blocks, same value
+    local.scale(1)
+    deadline = time.monotonic() + 60
+    while len(client.scheduler_info()["workers"]) != 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(client.scheduler_info()["workers"]) == 1
+    m1 = dask_moments(sources, client, 16)
+    values1 = [parse_metric(s).from_moments(m1).value for s in MOMENT_SPECS]
+    np.testing.assert_allclose(values1, values2, rtol=1e-13, atol=1e-15)
+    local.scale(2)
+    client.wait_for_workers(2, timeout=60)
+
+
+def test_dask_survives_a_killed_worker(cluster, h5_file, layers, tmp_path, monkeypatch):
+    import cloudpickle
+
+    local, client = cluster
+    x, y, _ = layers
+    marker = tmp_path / "kill-once"
+    marker.write_text("1")
+    client.run(lambda m: os.environ.__setitem__("REPSIM_TEST_KILL_MARKER", m), str(marker))
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        m = dask_moments(_sources(h5_file, "x", "y"), client, 16, task=flaky_block)
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert not marker.exists()  # the worker really died once
+    assert assert_routes_agree(x, y, m, ["cka", "cka:debiased=true", "cca", "lr"]) < 1e-10
+    client.wait_for_workers(2, timeout=60)
+
+
+def test_missing_dask_is_one_clear_line(monkeypatch):
+    import builtins
+
+    from repsim_cli import moment_engine
+
+    real = builtins.__import__
+
+    def no_distributed(name, *args, **kwargs):
+        if name == "distributed":
+            raise ImportError(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_distributed)
+    with pytest.raises(RepsimError, match=r"pip install 'repsim-cli\[dask\]'"):
+        moment_engine.require_dask()
