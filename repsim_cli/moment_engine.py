@@ -109,7 +109,12 @@ def read_rows(src: Source, start: int, stop: int) -> np.ndarray:
 
 def block_moments(sources: Sequence[Source], start: int, stop: int) -> Moments:
     """Summary of rows [start, stop) of every layer (the unit of work of every engine)."""
-    return Moments.from_block(*(read_rows(s, start, stop) for s in sources))
+    widths = [s.features for s in sources]
+    splits = tuple(int(c) for c in np.cumsum([0, *widths]))
+    z = np.empty((stop - start, splits[-1]))
+    for s, lo, hi in zip(sources, splits[:-1], splits[1:]):
+        z[:, lo:hi] = read_rows(s, start, stop)
+    return Moments.from_concatenated(z, splits)
 
 
 def row_blocks(n: int, block_rows: int) -> list[tuple[int, int]]:

@@ -74,23 +74,30 @@ class Moments:
             raise ValueError("from_block expects one or more 2-D row blocks")
         if len({x.shape[0] for x in mats}) != 1:
             raise ValueError(f"row blocks have different numbers of rows: {[x.shape[0] for x in mats]}")
-        z = np.hstack(mats) if len(mats) > 1 else mats[0]
+        z = np.hstack(mats) if len(mats) > 1 else mats[0].copy()
         splits = tuple(int(s) for s in np.cumsum([0] + [x.shape[1] for x in mats]))
-        return cls._from_matrix(z, splits)
+        return cls.from_concatenated(z, splits)
 
     @classmethod
-    def _from_matrix(cls, z: np.ndarray, splits: tuple[int, ...]) -> "Moments":
+    def from_concatenated(cls, z: np.ndarray, splits: tuple[int, ...]) -> "Moments":
+        """Summary of a float64 block [X_1 ... X_k] (columns split at ``splits``); ``z`` is centred in place."""
         rows, f = z.shape
         k = len(splits) - 1
         if rows == 0:
             return cls(0, np.zeros(f), np.zeros((f, f)), np.zeros((k, k)), np.zeros((k, f)), np.zeros(f), splits)
+        absmax = np.maximum(z.max(axis=0), -z.min(axis=0))
         mean = z.mean(axis=0)
-        t = z - mean
+        t = z
+        t -= mean
         second = t.mean(axis=0)  # two-pass: removes the rounding error of the first mean
         t -= second
         mean = mean + second
-        p = np.add.reduceat(t * t, list(splits[:-1]), axis=1)  # (R, k)
-        return cls(rows, mean, t.T @ t, p.T @ p, p.T @ t, np.abs(z).max(axis=0), splits)
+        p = np.empty((rows, k))  # centred squared row norms per layer
+        for layer in range(k):
+            part = t[:, splits[layer] : splits[layer + 1]]
+            p[:, layer] = np.einsum("ij,ij->i", part, part)
+        # t.T @ t is one symmetric rank-R update (numpy calls syrk); (t.T @ p).T avoids a slow thin-GEMM path
+        return cls(rows, mean, t.T @ t, p.T @ p, np.ascontiguousarray((t.T @ p).T), absmax, splits)
 
     @property
     def k(self) -> int:
