@@ -107,14 +107,33 @@ def read_rows(src: Source, start: int, stop: int) -> np.ndarray:
     return mat
 
 
-def block_moments(sources: Sequence[Source], start: int, stop: int) -> Moments:
-    """Summary of rows [start, stop) of every layer (the unit of work of every engine)."""
-    widths = [s.features for s in sources]
-    splits = tuple(int(c) for c in np.cumsum([0, *widths]))
-    z = np.empty((stop - start, splits[-1]))
+def block_moments(sources: Sequence[Source], start: int, stop: int, buffer: np.ndarray | None = None) -> Moments:
+    """Summary of rows [start, stop) of every layer (the unit of work of every engine).
+
+    The layers' rows are cast straight into one float64 block [X_1 ... X_k] (``buffer`` is reused
+    across blocks when given); a NaN or infinity anywhere makes its column's mean non-finite, which
+    is checked once per block instead of scanning the data again.
+    """
+    from repsim_cli.loading import to_matrix
+
+    splits = tuple(int(c) for c in np.cumsum([0, *(s.features for s in sources)]))
+    rows = stop - start
+    if buffer is not None and buffer.shape[0] >= rows and buffer.shape[1] == splits[-1]:
+        z = buffer[:rows]
+    else:
+        z = np.empty((rows, splits[-1]))
     for s, lo, hi in zip(sources, splits[:-1], splits[1:]):
-        z[:, lo:hi] = read_rows(s, start, stop)
-    return Moments.from_concatenated(z, splits)
+        raw = read_row_range(s.file, s.kind, s.name, start, stop)
+        if raw.ndim > 2 and s.pool == "mean":
+            z[:, lo:hi] = to_matrix(raw, s.pool, s.channel_axis, s.label)
+        else:
+            z[:, lo:hi] = raw.reshape(rows, -1)  # casts to float64 in the copy
+    moments = Moments.from_concatenated(z, splits)
+    if not np.isfinite(moments.mean).all():
+        bad = int(np.searchsorted(splits, int(np.flatnonzero(~np.isfinite(moments.mean))[0]), side="right")) - 1
+        src = sources[bad]
+        raise RepsimError(f"{src.label} (shape {src.shape}): NaN or infinite values in the data (rows {start}:{stop})")
+    return moments
 
 
 def row_blocks(n: int, block_rows: int) -> list[tuple[int, int]]:
@@ -146,8 +165,10 @@ def stream_moments(
     """One sequential pass over the rows; memory O((sum F)^2 + one block)."""
     n = _check_sources(sources)
     total: Moments | None = None
-    for start, stop in row_blocks(n, block_rows or default_block_rows(sources)):
-        part = block_moments(sources, start, stop)
+    blocks = row_blocks(n, block_rows or default_block_rows(sources))
+    buffer = np.empty((blocks[0][1] - blocks[0][0], sum(s.features for s in sources))) if blocks else None
+    for start, stop in blocks:
+        part = block_moments(sources, start, stop, buffer)
         total = part if total is None else total.merge(part)
         if progress:
             progress(stop - start)
@@ -396,3 +417,86 @@ def grid_moments(rows: Sequence[Source], cols: Sequence[Source], runner: MomentR
             distinct.append(s)
     moments = runner.moments(distinct)
     return moments, [index[(s.file, s.name)] for s in rows], [index[(s.file, s.name)] for s in cols]
+
+
+# ------------------------------------------------------------------------------ planning
+
+
+STREAMABLE_TEXT = (
+    "cka and hsic with kernel=linear, cka:minibatch=B, cca, svcca, pwcca, lr, procrustes, "
+    "meanmax and matched with corr=pearson"
+)
+
+
+def parse_bytes(text: str | int | None) -> int | None:
+    """``4G``, ``512M``, ``1.5GiB``, ``100000`` (bytes) -> bytes; None stays None."""
+    if text is None or isinstance(text, int):
+        return text
+    s = str(text).strip().upper().removesuffix("IB").removesuffix("B")
+    scale = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}.get(s[-1:], 1)
+    try:
+        value = float(s[:-1] if s[-1:] in "KMGT" else s) * scale
+    except ValueError:
+        raise RepsimError(f"--max-memory: cannot read {text!r} as a size (e.g. 4G, 512M, 1000000)") from None
+    if not value > 0:
+        raise RepsimError(f"--max-memory must be > 0, got {text!r}")
+    return int(value)
+
+
+def default_max_memory() -> int:
+    """A quarter of physical RAM."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) // 4
+    except (ValueError, OSError, AttributeError):
+        return 2 * 2**30
+
+
+def refuse_unstreamable(metrics: Sequence[Any], why: str) -> None:
+    """One clear line naming the metrics that cannot stream and those that can."""
+    bad = [m.spec for m in metrics if not is_moment_metric(m)]
+    if bad:
+        raise RepsimError(
+            f"{why}: {', '.join(bad)} cannot be computed from row blocks (it needs more than first and second "
+            f"moments); metrics that can: {STREAMABLE_TEXT}; or subsample in memory with --max-samples"
+        )
+
+
+def choose_engine(
+    in_memory_bytes: int,
+    summary_bytes_: int,
+    metrics: Sequence[Any],
+    *,
+    stream: bool | None,
+    engine: str,
+    nulls: bool,
+    subset: bool,
+    max_memory: int,
+) -> str:
+    """``memory``, ``stream`` or ``dask``: forced by --stream / --engine dask, else automatic.
+
+    Automatic: stream when the in-memory path would need more than ``max_memory`` and every
+    metric has a moment route, without nulls or row subsets, and the summaries fit.
+    """
+    if engine not in ("local", "dask"):
+        raise RepsimError(f"--engine must be local or dask, got {engine!r}")
+    forced = bool(stream) or engine == "dask"
+    if forced:
+        why = "--engine dask" if engine == "dask" else "--stream"
+        if stream is False:
+            raise RepsimError("--engine dask streams row blocks; it cannot be combined with --no-stream")
+        refuse_unstreamable(metrics, why)
+        if nulls or subset:
+            raise RepsimError(f"{why} reads every row once; it cannot be combined with --permutations, --bootstrap, --max-samples or --samples")
+        if summary_bytes_ > max_memory:
+            raise RepsimError(
+                f"{why} would keep {summary_bytes_ / 2**30:.2f} GiB of F x F moments (more than --max-memory "
+                f"{max_memory / 2**30:.2f} GiB); reduce F with --pool mean (conv maps), compare fewer layers at once, or raise --max-memory"
+            )
+        return engine if engine == "dask" else "stream"
+    if stream is False or nulls or subset or in_memory_bytes <= max_memory:
+        return "memory"
+    if any(not is_moment_metric(m) for m in metrics) or summary_bytes_ > max_memory:
+        return "memory"
+    return "stream"
