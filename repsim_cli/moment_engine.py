@@ -500,3 +500,64 @@ def choose_engine(
     if any(not is_moment_metric(m) for m in metrics) or summary_bytes_ > max_memory:
         return "memory"
     return "stream"
+
+
+# ------------------------------------------------------------------------------ heatmap
+
+
+def stream_grid(
+    row_refs: Sequence[Any],
+    col_refs: Sequence[Any] | None,
+    metric: Any,
+    pool: str,
+    channel_axis: int,
+    runner: MomentRunner,
+    progress: Callable[[int], None] | None = None,
+) -> Any:
+    """A :class:`repsim_cli.grid.GridResult` from ONE pass over the rows of every distinct layer.
+
+    The grid engine (:func:`repsim_cli.grid.grid_from_layers`) runs unchanged on stand-in layers
+    (shape only, no data) with a metric whose ``prepare`` is the layer's index in the grid
+    summary and whose ``pair`` slices that pair's summary (:meth:`Moments.select`). Minibatch CKA
+    reads each cell's pair instead (its sums are per pair).
+    """
+    import dataclasses
+
+    from repsim_cli.grid import grid_from_layers
+    from repsim_cli.loading import Layer
+    from repsim_cli.metrics.registry import BoundMetric
+
+    refuse_unstreamable([metric], "heatmap streaming")
+    rows = [Source.of(r, pool, channel_axis) for r in row_refs]
+    cols = None if col_refs is None else [Source.of(r, pool, channel_axis) for r in col_refs]
+    everything = rows + (cols or [])
+    n = _check_sources(everything)
+    by_label = {s.label: s for s in everything}
+    if metric.streamable:
+        summary, _, _ = grid_moments(everything, [], runner)
+        index = {s.label: i for i, s in enumerate(dict.fromkeys(everything))}
+
+        def pair(ia: Any, ib: Any, params: Mapping[str, Any]) -> Any:
+            return metric.metric.from_moments(summary.select(ia, ib), params)
+
+        prepare: Callable[[Any], Any] = lambda layer: index[layer.label]  # noqa: E731
+    else:
+
+        def pair(la: Any, lb: Any, params: Mapping[str, Any]) -> Any:
+            sums = runner.minibatch([by_label[la], by_label[lb]], params)
+            return moment_result(metric, None, sums, n)
+
+        prepare = lambda layer: layer.label  # noqa: E731
+    bound = BoundMetric(dataclasses.replace(metric.metric, pair=pair), metric.params)
+
+    def stand_in(ref: Any) -> Any:
+        f = Source.of(ref, pool, channel_axis).features
+        return Layer(ref, np.broadcast_to(np.zeros((), dtype=np.float64), (n, f)))
+
+    row_layers = [stand_in(r) for r in row_refs]
+    col_layers = None if col_refs is None else [stand_in(r) for r in col_refs]
+    result = grid_from_layers(row_layers, col_layers, bound, prepare=prepare, progress=progress)
+    result.metric = metric
+    for record in result.records:
+        record["details"] = {**record.get("details", {}), "streamed": "features", "engine": runner.engine}
+    return result
