@@ -258,3 +258,19 @@ def test_minibatch_parameter_checks_and_permutation(rng):
     assert fast.value == pytest.approx(metric.compute(x[perm], y).value, abs=1e-14)
     assert metric.min_n == 4 and metric.distinct_rows and not metric.gram
     assert not parse_metric("cka:minibatch=10,kernel=rbf").gram
+
+
+def test_ill_conditioned_layers_warn_and_stay_within_the_stated_accuracy():
+    """Eigenvalues are squared singular values: whitening from moments loses ~eps * lam_1/lam_r (warned)."""
+    rng = np.random.default_rng(3)
+    n, f = 2000, 24
+    scales = np.arange(1, f + 1, dtype=float) ** -3.0  # singular values over ~4 decades
+    x = (rng.standard_normal((n, f)) * scales) @ np.linalg.qr(rng.standard_normal((f, f)))[0]
+    y = 0.1 * x @ rng.standard_normal((f, f)) + rng.standard_normal((n, f)) * scales[::-1]
+    m = moments_of([x, y], 300)
+    for spec in ("cca", "pwcca", "lr"):
+        metric = parse_metric(spec)
+        got, expected = metric.from_moments(m), metric.compute(x, y)
+        assert any("decades" in w for w in got.warnings) and not any("decades" in w for w in expected.warnings)
+        assert abs(got.value - expected.value) < 1e3 * np.finfo(float).eps * (scales[0] / scales[-1]) ** 2
+    assert parse_metric("cka").from_moments(m).warnings == []  # CKA needs no whitening
