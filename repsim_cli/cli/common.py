@@ -8,8 +8,9 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 import typer
 
-from repsim_cli.engine import LoadOptions
-from repsim_cli.loading import split_selector
+from repsim_cli.engines.compare import LoadOptions
+from repsim_cli.io.layers import split_selector
+from repsim_cli.render.progress import progress
 from repsim_cli.render import check_output_path, choose_format, render_text, to_delimited, to_json, write_atomic
 
 # ---- option declarations reused by several commands (same names, same help everywhere)
@@ -27,6 +28,13 @@ def load_options(
     max_samples: Optional[int], seed: int, samples: Optional[str], pool: str, channel_axis: int, max_gram: int = 20000
 ) -> LoadOptions:
     return LoadOptions(max_samples, seed, samples, pool, channel_axis, max_gram)
+
+
+def check_outputs(fmt: Optional[str], output: Optional[str], protected: Sequence[str]) -> None:
+    """Validate ``--format`` and ``-o`` before any work (never compute for minutes, then refuse)."""
+    choose_format(fmt, output)
+    if output is not None:
+        check_output_path(output, protected)
 
 
 def input_files(args: Sequence[Optional[str]]) -> list[str]:
@@ -74,22 +82,6 @@ def format_text(
     return render_text(table(), width=width)
 
 
-@contextlib.contextmanager
-def progress_bar(description: str, total: int) -> Iterator[Optional[Callable[[int], None]]]:
+def progress_bar(description: str, total: int) -> Any:
     """A rich progress bar on stderr when stderr is a terminal; otherwise no output at all."""
-    if total <= 0 or not sys.stderr.isatty():
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda k=1: bar.advance(task, k)
+    return progress(description, total, enabled=sys.stderr.isatty())

@@ -116,7 +116,7 @@ def linear_cka(x: np.ndarray, y: np.ndarray, debiased: bool = False) -> float:
     Revisited", ICML 2019. ``debiased=True`` uses the unbiased HSIC estimator (Song et al.
     2012); it needs N >= 4 and can be negative.
     """
-    return CKA.bind(debiased=debiased).compute(x, y).value
+    return CKA.bind(debiased=debiased).value_of(x, y)
 
 
 @dataclass
@@ -320,7 +320,7 @@ def minibatch_cka(x: np.ndarray, y: np.ndarray, batch: int, kernel: str = "linea
     HSICs on samples of B inputs; for RBF the bandwidth is also per batch); it equals full-batch
     debiased CKA when B >= N and approaches it as B grows.
     """
-    return CKA.bind(minibatch=batch, kernel=kernel, sigma=sigma, median=median).compute(x, y).value
+    return CKA.bind(minibatch=batch, kernel=kernel, sigma=sigma, median=median).value_of(x, y)
 
 
 def rbf_cka(x: np.ndarray, y: np.ndarray, sigma: float = 0.4, median: str = "all", debiased: bool = False) -> float:
@@ -330,7 +330,7 @@ def rbf_cka(x: np.ndarray, y: np.ndarray, sigma: float = 0.4, median: str = "all
     :func:`rbf_gram`). Kornblith, Norouzi, Lee & Hinton, ICML 2019. ``debiased=True`` uses HSIC_u
     (Song et al. 2012). Builds N x N matrices.
     """
-    return CKA.bind(kernel="rbf", sigma=sigma, median=median, debiased=debiased).compute(x, y).value
+    return CKA.bind(kernel="rbf", sigma=sigma, median=median, debiased=debiased).value_of(x, y)
 
 
 def hsic(
@@ -343,7 +343,7 @@ def hsic(
     HSIC_u = [tr(K~L~) + 1^T K~ 1 1^T L~ 1 / ((n-1)(n-2)) - 2/(n-2) 1^T K~ L~ 1] / (n(n-3)),
     K~ = K with zeroed diagonal; can be negative. Not scale invariant for the linear kernel.
     """
-    return HSIC.bind(kernel=kernel, sigma=sigma, median=median, debiased=debiased).compute(x, y).value
+    return HSIC.bind(kernel=kernel, sigma=sigma, median=median, debiased=debiased).value_of(x, y)
 
 
 KERNEL_PARAMS = (

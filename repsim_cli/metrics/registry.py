@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from repsim_cli.errors import RepsimError
+from repsim_cli.errors import RepsimError, warn
 
 #: Transformations an index may be invariant to (applied to one side's N x F matrix).
 INVARIANCES: dict[str, str] = {
@@ -266,6 +266,13 @@ class BoundMetric:
     def compute(self, x: np.ndarray, y: np.ndarray) -> MetricResult:
         """The index between two N x F arrays (float64 is used internally)."""
         return self.pair(self.prepare(x), self.prepare(y))
+
+    def value_of(self, x: np.ndarray, y: np.ndarray) -> float:
+        """The value alone, its caveats issued as :class:`~repsim_cli.errors.RepsimWarning` s."""
+        result = self.compute(x, y)
+        for message in result.warnings:
+            warn(message, stacklevel=4)
+        return float(result.value)
 
 
 REGISTRY: dict[str, Metric] = {}

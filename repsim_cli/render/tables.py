@@ -17,8 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from repsim_cli import __version__
 from repsim_cli.errors import RepsimError
+from repsim_cli.results import dumps, envelope, jsonable
 
 FORMATS = ("table", "json", "csv", "tsv")
 _EXTENSIONS = {".json": "json", ".csv": "csv", ".tsv": "tsv", ".txt": "table"}
@@ -26,16 +26,11 @@ _EXTENSIONS = {".json": "json", ".csv": "csv", ".tsv": "tsv", ".txt": "table"}
 CORE_COLUMNS = ("a", "b", "metric", "params", "value", "n_samples", "features_a", "features_b")
 
 
-def envelope(command: str, seed: int | None, **body: Any) -> dict[str, Any]:
-    """The JSON document every command prints: version, command, seed, then the body."""
-    return {"repsim_version": __version__, "command": command, "seed": seed, **body}
-
-
 def choose_format(fmt: str | None, output: str | None) -> str:
-    """``--format`` if given, else inferred from ``-o``'s extension, else ``table``."""
+    """``format`` if given, else inferred from ``-o``'s extension, else ``table``."""
     if fmt is not None:
         if fmt not in FORMATS:
-            raise RepsimError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+            raise RepsimError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
         return fmt
     if output is not None:
         return _EXTENSIONS.get(Path(output).suffix.lower(), "table")
@@ -43,21 +38,8 @@ def choose_format(fmt: str | None, output: str | None) -> str:
 
 
 def to_json(doc: dict[str, Any]) -> str:
-    return json.dumps(_jsonable(doc), indent=2, allow_nan=False) + "\n"
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:
-        obj = obj.item()
-    if hasattr(obj, "tolist"):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
+    """A JSON document as every command prints it (see :func:`repsim_cli.results.dumps`)."""
+    return dumps(doc)
 
 
 def format_params(params: dict[str, Any]) -> str:
@@ -77,7 +59,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         if all(isinstance(v, str) for v in value):
             return " | ".join(value)
-        return json.dumps(_jsonable(value), separators=(",", ":"))
+        return json.dumps(jsonable(value), separators=(",", ":"))
     return str(value)
 
 
@@ -133,68 +115,3 @@ def render_text(renderable: Any, width: int | None = None) -> str:
     console = Console(file=buf, width=width or 200, force_terminal=False, color_system=None, highlight=False)
     console.print(renderable)
     return buf.getvalue()
-
-
-@contextlib.contextmanager
-def atomic_output(path: str, protected: Iterable[str] = (), suffix: str = ".tmp") -> Iterator[str]:
-    """Yield a temporary path in ``path``'s folder; on success it is renamed onto ``path``.
-
-    Refuses to overwrite any of ``protected`` (the user's input files) or a directory. On any
-    failure, including Ctrl-C, the temporary file is removed and ``path`` is left as it was.
-    Operating-system errors (no such folder, permission denied, disk full) become one-line
-    :class:`RepsimError` s naming the path.
-    """
-    folder = check_output_path(path, protected)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".repsim-", suffix=suffix, dir=folder)
-    except OSError as exc:
-        raise RepsimError(f"{path}: cannot write in {folder} ({exc.strerror or exc})") from None
-    os.close(fd)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise RepsimError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def write_atomic(path: str, data: str | bytes, protected: Iterable[str] = ()) -> None:
-    """Write ``data`` (text as UTF-8) to ``path`` atomically; see :func:`atomic_output`."""
-    with atomic_output(path, protected) as tmp:
-        if isinstance(data, bytes):
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-        else:
-            with open(tmp, "w", encoding="utf-8", newline="") as fh:
-                fh.write(data)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def check_output_path(path: str, protected: Iterable[str] = ()) -> str:
-    """Refuse an output path that is an input file, a directory, or in a missing folder; return its folder.
-
-    Commands call it before computing, so a bad ``-o`` fails at once, not after the work.
-    """
-    check_not_input(path, protected)
-    if os.path.isdir(path):
-        raise RepsimError(f"{path}: is a directory; give a file name for the output")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise RepsimError(f"{path}: output folder {folder} does not exist")
-    return folder
-
-
-def check_not_input(path: str, protected: Iterable[str]) -> None:
-    """Raise if ``path`` is one of the input files (never overwrite what the user gave us)."""
-    target = os.path.realpath(path)
-    for p in protected:
-        if os.path.realpath(p) == target:
-            raise RepsimError(f"{path}: refusing to overwrite an input file; choose another output path")
