@@ -72,15 +72,11 @@ def write_layers(path: Path, fmt: str, n: int, f: int, layers: int, seed: int) -
 def child(spec: dict) -> dict:
     """One measurement in this (fresh) process: returns seconds and this process's peak RSS."""
     from repsim_cli.metrics import parse_metric
-    from repsim_cli.moment_engine import MomentRunner, Source, connect, grid_moments, read_row_range
-    from repsim_cli.loading import select_layers
+    from repsim_cli.engines.dask import connect
+    from repsim_cli.engines.moments import MomentRunner, Source, grid_moments, read_row_range
+    from repsim_cli.io.layers import select_layers
 
     def src(sel: str) -> Source:
-        if ".zarr:" in sel:
-            from repsim_cli.zarr_format import open_zarr
-
-            path, _, name = sel.rpartition(":")
-            return Source.of(next(r for r in open_zarr(path).layers if r.name == name))
         return Source.of(select_layers(sel)[0])
 
     kind = spec["kind"]

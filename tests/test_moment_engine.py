@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from repsim_cli.errors import RepsimError
-from repsim_cli.loading import select_layers
+from repsim_cli.io.layers import select_layers
 from repsim_cli.metrics import parse_metric
-from repsim_cli.moment_engine import (
+from repsim_cli.engines.dask import dask_moments
+from repsim_cli.engines.moments import (
     MomentRunner,
     Source,
     block_moments,
     compare_moments,
-    dask_moments,
     grid_moments,
     stream_moments,
 )
@@ -75,39 +75,50 @@ def test_every_file_format_streams_the_same(tmp_path, layers):
         sels.append([f"{store}:g/x", f"{store}:y"])
     reference = None
     for sel in sels:
-        from repsim_cli.zarr_format import open_zarr
-
-        refs = []
-        for s in sel:
-            path, _, name = s.rpartition(".zarr:")
-            if ".zarr:" in s:
-                refs.append(next(r for r in open_zarr(path + ".zarr").layers if r.name == name))
-            else:
-                refs.append(select_layers(s)[0])
-        m = stream_moments([Source.of(r) for r in refs], 37)
+        m = stream_moments([Source.of(select_layers(s)[0]) for s in sel], 37)
         values = [parse_metric(spec).from_moments(m).value for spec in MOMENT_SPECS]
         reference = reference or values
         np.testing.assert_allclose(values, reference, rtol=1e-13, atol=1e-15)
 
 
 def test_zarr_layer_order_and_nested_groups(tmp_path, layers):
+    """zarr through the single reader: natural order, layer_order, nested groups, row reads, inspect."""
     zarr = pytest.importorskip("zarr")
-    from repsim_cli.zarr_format import open_zarr, read_zarr
+    from repsim_cli.io.arrays import read_array
+    from repsim_cli.io.layers import describe_file
 
     x, y, _ = layers
-    group = zarr.open_group(str(tmp_path / "r.zarr"), mode="w")
+    store = str(tmp_path / "r.zarr")
+    group = zarr.open_group(store, mode="w")
     blocks = group.create_group("blocks")
     blocks.create_array("10", data=y)
     blocks.create_array("2", data=x)
     group.create_array("labels", data=np.arange(203))
-    assert [ref.name for ref in open_zarr(str(tmp_path / "r.zarr")).layers] == ["blocks/2", "blocks/10"]
+    assert [ref.name for ref in select_layers(store)] == ["blocks/2", "blocks/10"]
+    assert select_layers(f"{store}:blocks/1*")[0].kind == "zarr"
     group.attrs["layer_order"] = ["blocks/10", "blocks/2"]
-    af = open_zarr(str(tmp_path / "r.zarr"))
-    assert [ref.name for ref in af.layers] == ["blocks/10", "blocks/2"] and af.kind == "zarr"
-    np.testing.assert_array_equal(read_zarr(str(tmp_path / "r.zarr"), "blocks/2", np.array([5, 1, 5])), x[[5, 1, 5]])
+    assert [ref.name for ref in select_layers(store)] == ["blocks/10", "blocks/2"]
+    np.testing.assert_array_equal(read_array(store, "zarr", "blocks/2", np.array([5, 1, 5])), x[[5, 1, 5]])
+    assert describe_file(store) is not None
     group.attrs["layer_order"] = ["blocks/3"]
-    with pytest.raises(RepsimError, match="layer_order names 'blocks/3'"):
-        open_zarr(str(tmp_path / "r.zarr"))
+    with pytest.raises(RepsimError, match="blocks/3"):
+        select_layers(store)
+
+
+def test_zarr_equals_hdf5_in_memory(tmp_path, layers):
+    """The in-memory engine reads zarr like HDF5: same values for a moment metric and a kernel one."""
+    zarr = pytest.importorskip("zarr")
+    import repsim_cli as rs
+
+    x, y, _ = layers
+    write_h5(tmp_path / "a.h5", {"x": x, "y": y})
+    group = zarr.open_group(str(tmp_path / "a.zarr"), mode="w", zarr_format=2)
+    group.create_array("x", data=x, chunks=(40, 6))
+    group.create_array("y", data=y)
+    for spec in ("cca", "rsa"):
+        h5 = rs.compare(f"{tmp_path / 'a.h5'}:x", f"{tmp_path / 'a.h5'}:y", spec).value
+        zr = rs.compare(f"{tmp_path / 'a.zarr'}:x", f"{tmp_path / 'a.zarr'}:y", spec).value
+        assert zr == h5
 
 
 def test_compare_records_for_every_moment_metric(h5_file, layers):
@@ -215,7 +226,7 @@ def test_dask_survives_a_killed_worker(cluster, h5_file, layers, tmp_path, monke
 def test_missing_dask_is_one_clear_line(monkeypatch):
     import builtins
 
-    from repsim_cli import moment_engine
+    from repsim_cli.engines import dask as moment_engine
 
     real = builtins.__import__
 
@@ -232,9 +243,9 @@ def test_missing_dask_is_one_clear_line(monkeypatch):
 @pytest.mark.parametrize("spec", ["cka", "cka:debiased=true", "cca", "lr:predict=a", "matched", "cka:minibatch=50"])
 def test_streamed_heatmap_grid_equals_in_memory_grid(h5_file, spec):
     """The whole GridResult (matrix, cells computed, sanity check) from one pass equals compute_grid's."""
-    from repsim_cli.engine import LoadOptions
-    from repsim_cli.grid import compute_grid
-    from repsim_cli.moment_engine import stream_grid
+    from repsim_cli.engines.compare import LoadOptions
+    from repsim_cli.engines.grid import compute_grid
+    from repsim_cli.engines.moments import stream_grid
 
     refs = [select_layers(f"{h5_file}:{n}")[0] for n in ("x", "y", "z")]
     metric = parse_metric(spec)

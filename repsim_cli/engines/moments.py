@@ -6,9 +6,9 @@ blocks are read side by side (memory: the F x F summary plus one block), summari
 merged exactly (Chan, Golub & LeVeque 1979). Three ways to get the summary:
 
 - :func:`stream_moments`: one process, blocks in order;
-- :func:`dask_moments`: one task per block on a dask.distributed cluster; each task opens the file
-  itself and reads only its rows (so the path must be visible to the workers), partial summaries
-  are tree-reduced on the cluster;
+- :func:`repsim_cli.engines.dask.dask_moments`: one task per block on a dask.distributed cluster;
+  each task opens the file itself and reads only its rows (so the path must be visible to the
+  workers), partial summaries are tree-reduced on the cluster;
 - in memory: :func:`repsim_cli.metrics.moments.moments_of`.
 
 A grid (``heatmap``) summarizes all its layers at once -- one symmetric product of the
@@ -52,53 +52,36 @@ class Source:
 
     @property
     def features(self) -> int:
-        from repsim_cli.loading import pooled_shape
+        from repsim_cli.io.layers import pooled_shape
 
         return int(np.prod(pooled_shape(self.shape, self.pool, self.channel_axis, self.label)[1:]))
 
 
 def read_row_range(file: str, kind: str, name: str, start: int, stop: int) -> np.ndarray:
-    """Rows [start, stop) of one stored array, in its stored dtype (only those rows are read)."""
-    try:
-        if kind == "hdf5":
-            import h5py
+    """Rows [start, stop) of one stored array, in its stored dtype (through the single reader)."""
+    from repsim_cli.io.arrays import iter_row_blocks
 
-            with h5py.File(file, "r") as f:
-                return f[name][start:stop]
-        if kind == "npy":
-            return np.asarray(np.load(file, mmap_mode="r", allow_pickle=False)[start:stop])
-        if kind == "zarr":
-            import zarr
-
-            return np.asarray(zarr.open_group(file, mode="r")[name][start:stop])
-        with np.load(file, allow_pickle=False) as z:  # npz members are compressed: read whole
-            return z[name][start:stop]
-    except Exception as exc:
-        raise RepsimError(f"{file}: cannot read rows {start}:{stop} of {name!r} ({type(exc).__name__}: {exc})") from exc
+    blocks = list(iter_row_blocks(file, kind, name, (stop - start, 1), 1, block_bytes=2**62, start=start, stop=stop))
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
 
 
 def row_chunk(file: str, kind: str, name: str) -> int | None:
     """Rows per stored chunk (HDF5/zarr chunked arrays), else None."""
-    try:
-        if kind == "hdf5":
-            import h5py
+    from repsim_cli.io.arrays import list_arrays
 
-            with h5py.File(file, "r") as f:
-                chunks = f[name].chunks
-        elif kind == "zarr":
-            import zarr
-
-            chunks = zarr.open_group(file, mode="r")[name].chunks
-        else:
-            return None
-    except Exception:
+    if kind == "memory":
         return None
+    try:
+        infos, _ = list_arrays(file)
+    except RepsimError:
+        return None
+    chunks = next((i.chunks for i in infos if i.name == name), None)
     return int(chunks[0]) if chunks else None
 
 
 def read_rows(src: Source, start: int, stop: int) -> np.ndarray:
     """Rows [start, stop) of a layer as a float64 N x F matrix (pooled/flattened), checked finite."""
-    from repsim_cli.loading import to_matrix
+    from repsim_cli.io.layers import to_matrix
 
     block = read_row_range(src.file, src.kind, src.name, start, stop)
     mat = to_matrix(block, src.pool, src.channel_axis, src.label)
@@ -114,7 +97,7 @@ def block_moments(sources: Sequence[Source], start: int, stop: int, buffer: np.n
     across blocks when given); a NaN or infinity anywhere makes its column's mean non-finite, which
     is checked once per block instead of scanning the data again.
     """
-    from repsim_cli.loading import to_matrix
+    from repsim_cli.io.layers import to_matrix
 
     splits = tuple(int(c) for c in np.cumsum([0, *(s.features for s in sources)]))
     rows = stop - start
@@ -175,82 +158,6 @@ def stream_moments(
     if total is None:
         raise RepsimError(f"{sources[0].label}: no rows to read")
     return total
-
-
-# ------------------------------------------------------------------------------------ dask
-
-
-def require_dask() -> Any:
-    """The ``distributed`` module, or one clear line saying what to install."""
-    try:
-        import distributed
-    except ImportError:
-        raise RepsimError("--engine dask needs dask.distributed: pip install 'repsim-cli[dask]'") from None
-    return distributed
-
-
-def local_cluster(workers: int | None = None) -> Any:
-    """A LocalCluster of single-threaded worker processes on loopback (one per core by default)."""
-    import os
-
-    distributed = require_dask()
-    n = workers or os.cpu_count() or 1
-    return distributed.LocalCluster(
-        n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
-    )
-
-
-def _merge2(a: Moments, b: Moments) -> Moments:
-    return a.merge(b)
-
-
-def tree_reduce(client: Any, futures: list[Any], merge: Callable[[Any, Any], Any] = _merge2) -> Any:
-    """Pairwise reduction of futures on the cluster (depth log2 of the number of blocks)."""
-    level = list(futures)
-    while len(level) > 1:
-        nxt = [client.submit(merge, level[i], level[i + 1], pure=False, retries=2) for i in range(0, len(level) - 1, 2)]
-        if len(level) % 2:
-            nxt.append(level[-1])
-        level = nxt
-    return level[0]
-
-
-def dask_moments(
-    sources: Sequence[Source],
-    client: Any,
-    block_rows: int | None = None,
-    task: Callable[[Sequence[Source], int, int], Moments] = block_moments,
-) -> Moments:
-    """Moments of the layers with one task per row block on a dask cluster (each task reads its rows).
-
-    A task whose worker dies is rerun elsewhere by dask (its partial summary is recomputed, never
-    counted twice: partials are futures, merged once each); if the job cannot finish, a RepsimError.
-    """
-    n = _check_sources(sources)
-    blocks = row_blocks(n, block_rows or default_block_rows(sources))
-    srcs = list(sources)
-    futures = [client.submit(task, srcs, a, b, pure=False, retries=2) for a, b in blocks]
-    try:
-        return tree_reduce(client, futures).result()
-    except RepsimError:
-        raise
-    except Exception as exc:  # a worker died too often, the scheduler went away, ...
-        raise RepsimError(f"the dask job did not finish ({type(exc).__name__}: {exc}); no result was written") from exc
-
-
-def connect(scheduler: str | None, workers: int | None = None) -> tuple[Any, Any]:
-    """(client, cluster or None): an existing scheduler (``tcp://HOST:PORT``) or a new LocalCluster."""
-    distributed = require_dask()
-    try:
-        if scheduler:
-            return distributed.Client(scheduler, timeout="20s"), None
-        cluster = local_cluster(workers)
-        return distributed.Client(cluster), cluster
-    except RepsimError:
-        raise
-    except Exception as exc:
-        where = scheduler or "a local cluster"
-        raise RepsimError(f"cannot connect to {where} ({type(exc).__name__}: {exc})") from exc
 
 
 # ------------------------------------------------------------------------------ minibatch CKA
@@ -319,6 +226,8 @@ class MomentRunner:
 
     def moments(self, sources: Sequence[Source], progress: Callable[[int], None] | None = None) -> Moments:
         if self.engine == "dask":
+            from repsim_cli.engines.dask import dask_moments
+
             return dask_moments(sources, self.client, self.block_rows)
         return stream_moments(sources, self.block_rows, progress)
 
@@ -330,6 +239,8 @@ class MomentRunner:
         p = {**params, "minibatch": size}
         blocks = minibatch_blocks(n, size, self.block_rows or max(size, default_block_rows(sources)))
         if self.engine == "dask":
+            from repsim_cli.engines.dask import tree_reduce
+
             futures = [self.client.submit(minibatch_sums, list(sources), a, b, p, pure=False, retries=2) for a, b in blocks]
             return tree_reduce(self.client, futures, MinibatchSums.merge).result()
         total = MinibatchSums()
@@ -362,24 +273,18 @@ def is_moment_metric(metric: Any) -> bool:
 
 
 def pair_record(a: Source, b: Source, metric: Any, result: Any, engine: str, details: bool = False) -> dict[str, Any]:
-    """The compare/heatmap record contract for a pair computed from row blocks."""
-    record: dict[str, Any] = {
-        "a": a.label,
-        "b": b.label,
-        "metric": metric.name,
-        "params": dict(metric.params),
-        "value": float(result.value),
-        "n_samples": a.n,
-        "features_a": a.features,
-        "features_b": b.features,
-    }
-    for key, src in (("shape_a", a), ("shape_b", b)):
-        if len(src.shape) > 2 or src.shape[1:] != (src.features,):
-            record[key] = list(src.shape)
+    """The compare/heatmap record (:func:`repsim_cli.results.make_record`) of a pair computed from row blocks."""
+    from repsim_cli.results import make_record
+
     shown = result.details if details else {k: v for k, v in result.details.items() if not isinstance(v, list)}
-    record["details"] = {**shown, "streamed": "features", "engine": engine}
-    record["warnings"] = list(dict.fromkeys(result.warnings))
-    return record
+    extra: dict[str, Any] = {}
+    for key, src in (("shape_a", a), ("shape_b", b)):
+        if len(src.shape) > 2:
+            extra[key] = list(src.shape)
+    return make_record(
+        a.label, b.label, metric, result.value, a.n, a.features, b.features,
+        **extra, details={**shown, "streamed": "features", "engine": engine}, warnings=result.warnings,
+    )
 
 
 def compare_moments(
@@ -523,8 +428,8 @@ def stream_grid(
     """
     import dataclasses
 
-    from repsim_cli.grid import grid_from_layers
-    from repsim_cli.loading import Layer
+    from repsim_cli.engines.grid import grid_from_layers
+    from repsim_cli.io.layers import Layer
     from repsim_cli.metrics.registry import BoundMetric
 
     refuse_unstreamable([metric], "heatmap streaming")
