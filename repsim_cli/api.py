@@ -20,6 +20,7 @@ from repsim_cli.engines import grid as grid_engine
 from repsim_cli.engines import group as group_engine
 from repsim_cli.engines import inputsim as inputsim_engine
 from repsim_cli.engines.compare import LoadOptions
+from repsim_cli.engines.moments import parse_bytes
 from repsim_cli.errors import RepsimError, warn
 from repsim_cli.io.gradients import GradRef, find_labels, resolve_gradients, validate_gradients
 from repsim_cli.io.layers import describe_file, split_selector
@@ -85,6 +86,11 @@ def compare(
     details: bool = False,
     jobs: int = 1,
     max_gram: int = 20000,
+    engine: str = "local",
+    scheduler: str | None = None,
+    workers: int | None = None,
+    block_rows: int | None = None,
+    max_memory: int | str | None = None,
 ) -> Results:
     """Similarity of two representations, layer by layer (``repsim compare``).
 
@@ -94,8 +100,12 @@ def compare(
     ``"cka:debiased=true"``, a bound metric (``rs.metrics.get_metric("cka").bind()``), or a list.
     ``permutations`` adds a permutation p-value (B's rows shuffled), ``bootstrap`` a percentile
     interval at level ``ci``; ``seed`` fixes every random choice (subsets, permutations,
-    resamples) whatever ``jobs``. ``stream`` reads files in row blocks (linear CKA; default:
-    automatic when the layers would not fit in memory).
+    resamples) whatever ``jobs``. ``stream`` reads files in row blocks into merged first and second
+    moments (every metric with a moment route, see ``repsim metrics``; default: automatic when the
+    layers would not fit in ``max_memory``, bytes or ``"4G"``, default a quarter of RAM), in blocks
+    of ``block_rows`` rows. ``engine="dask"`` computes the blocks on a dask cluster: ``scheduler``
+    (``"tcp://HOST:PORT"``) or a new local cluster of ``workers`` processes; the files must be
+    readable by the workers at the same path.
 
     Returns :class:`~repsim_cli.results.Results` (``.value`` for a single record).
 
@@ -117,7 +127,8 @@ def compare(
         with progress_bar("compare", total, enabled=progress) as advance:
             records = compare_engine.compare_layers(
                 pairs, bound, options, details=details, permutations=permutations, bootstrap=bootstrap,
-                ci=ci, jobs=jobs, stream=stream, progress=advance,
+                ci=ci, jobs=jobs, stream=stream, progress=advance, engine=engine, scheduler=scheduler,
+                workers=workers, block_rows=block_rows, max_memory=parse_bytes(max_memory),
             )
     _issue([w for r in records for w in r["warnings"]])
     return Results([Record.from_dict(r) for r in records], seed)

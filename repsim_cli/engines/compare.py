@@ -332,8 +332,17 @@ def compare_layers(
     jobs: int = 1,
     stream: bool | None = None,
     progress: Progress | None = None,
+    engine: str = "local",
+    scheduler: str | None = None,
+    workers: int | None = None,
+    block_rows: int | None = None,
+    max_memory: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Records for every (pair, metric): streamed when asked or when the layers would not fit, else in memory."""
+    """Records for every (pair, metric): streamed when asked or when the layers would not fit, else in memory.
+
+    Streaming (row blocks into merged moments, :mod:`repsim_cli.engines.moments`) runs locally or,
+    with ``engine="dask"``, on a dask cluster (``scheduler`` or a new LocalCluster of ``workers``).
+    """
     if permutations < 0 or bootstrap < 0:
         raise RepsimError(f"permutations and bootstrap must be >= 0, got {permutations} and {bootstrap}")
     if not 0 < ci < 1:
@@ -342,8 +351,15 @@ def compare_layers(
         raise RepsimError(f"jobs must be >= 1, got {jobs}")
     if not metrics:
         raise RepsimError("no metric given")
-    if should_stream(pairs, metrics, options, bool(permutations or bootstrap), stream):
-        return compare_streamed(pairs, metrics, options, progress=progress)
+    from repsim_cli.engines.moments import compare_with_moments
+
+    streamed = compare_with_moments(
+        pairs, metrics, options, nulls=bool(permutations or bootstrap), stream=stream, engine=engine,
+        scheduler=scheduler, workers=workers, block_rows=block_rows, max_memory=max_memory, details=details,
+        progress=progress,
+    )
+    if streamed is not None:
+        return streamed
     return compare_pairs(
         pairs, metrics, options, details=details, permutations=permutations, bootstrap=bootstrap,
         ci=ci, jobs=jobs, progress=progress,

@@ -88,3 +88,12 @@ def connect(scheduler: str | None, workers: int | None = None) -> tuple[Any, Any
     except Exception as exc:
         where = scheduler or "a local cluster"
         raise RepsimError(f"cannot connect to {where} ({type(exc).__name__}: {exc})") from exc
+
+
+def require_files(sources: Sequence[Source]) -> None:
+    """Workers read the files themselves: in-memory arrays cannot go to a cluster."""
+    memory = [s.label for s in sources if s.kind == "memory"]
+    if memory:
+        raise RepsimError(
+            f"engine='dask' reads files on the workers; {memory[0]} is an in-memory array (save it to a file, or use the local engine)"
+        )

@@ -363,8 +363,9 @@ def refuse_unstreamable(metrics: Sequence[Any], why: str) -> None:
     bad = [m.spec for m in metrics if not is_moment_metric(m)]
     if bad:
         raise RepsimError(
-            f"{why}: {', '.join(bad)} cannot be computed from row blocks (it needs more than first and second "
-            f"moments); metrics that can: {STREAMABLE_TEXT}; or subsample in memory with --max-samples"
+            f"{why} cannot compute {', '.join(bad)} from row blocks (it needs more than first and second moments); "
+            f"metrics that can: {STREAMABLE_TEXT}; or subsample in memory with max_samples "
+            "(e.g. kernel CKA), or use cka:minibatch=B"
         )
 
 
@@ -388,16 +389,20 @@ def choose_engine(
         raise RepsimError(f"--engine must be local or dask, got {engine!r}")
     forced = bool(stream) or engine == "dask"
     if forced:
-        why = "--engine dask" if engine == "dask" else "--stream"
+        why = "engine='dask'" if engine == "dask" else "stream"
         if stream is False:
-            raise RepsimError("--engine dask streams row blocks; it cannot be combined with --no-stream")
+            raise RepsimError("engine='dask' streams row blocks; it cannot be combined with stream=False")
         refuse_unstreamable(metrics, why)
         if nulls or subset:
-            raise RepsimError(f"{why} reads every row once; it cannot be combined with --permutations, --bootstrap, --max-samples or --samples")
+            raise RepsimError(
+                f"{why} reads every row once; it cannot be combined with nulls (permutations/bootstrap) "
+                "or a row subset (max_samples/samples)"
+            )
         if summary_bytes_ > max_memory:
             raise RepsimError(
-                f"{why} would keep {summary_bytes_ / 2**30:.2f} GiB of F x F moments (more than --max-memory "
-                f"{max_memory / 2**30:.2f} GiB); reduce F with --pool mean (conv maps), compare fewer layers at once, or raise --max-memory"
+                f"{why} would keep {summary_bytes_ / 2**30:.2f} GiB of F x F moments, more than max_memory "
+                f"{max_memory / 2**30:.2f} GiB; reduce F with pool mean (conv maps), compare fewer layers at once, "
+                "or raise max_memory"
             )
         return engine if engine == "dask" else "stream"
     if stream is False or nulls or subset or in_memory_bytes <= max_memory:
@@ -466,3 +471,77 @@ def stream_grid(
     for record in result.records:
         record["details"] = {**record.get("details", {}), "streamed": "features", "engine": runner.engine}
     return result
+
+
+# ------------------------------------------------------------------------------ compare entry
+
+
+def _linear_cka_only(metrics: Sequence[Any]) -> bool:
+    return all(m.name == "cka" and m.params["kernel"] == "linear" and not m.params.get("minibatch") for m in metrics)
+
+
+def auto_block_rows(features: int, n: int, max_memory: int, block_rows: int | None) -> int:
+    """``block_rows`` if given, else ~64 MiB of float64 rows, at most an eighth of ``max_memory``, at most N."""
+    if block_rows is not None:
+        if block_rows < 1:
+            raise RepsimError(f"block_rows must be >= 1, got {block_rows}")
+        return int(block_rows)
+    per_row = 8 * max(1, features)
+    return int(max(1, min(n, BLOCK_BYTES // per_row, (max_memory // 8) // per_row)))
+
+
+def compare_with_moments(
+    pairs: Sequence[tuple[Any, Any]],
+    metrics: Sequence[Any],
+    options: Any,
+    *,
+    nulls: bool,
+    stream: bool | None,
+    engine: str = "local",
+    scheduler: str | None = None,
+    workers: int | None = None,
+    block_rows: int | None = None,
+    max_memory: int | None = None,
+    details: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> list[dict[str, Any]] | None:
+    """Records from row blocks when streaming is asked for or needed (see :func:`choose_engine`), else None.
+
+    Linear CKA alone on the local engine keeps its dedicated streamed route
+    (:func:`repsim_cli.engines.compare.compare_streamed`, which also has the N x N Gram route for
+    layers wider than N); every other set of moment metrics goes through the summaries.
+    """
+    from repsim_cli.engines import compare as ce
+
+    max_memory = max_memory or ce.physical_memory_bytes() // 4
+    subset = options.max_samples is not None or options.samples is not None
+    in_memory = max(ce.in_memory_bytes(a, b, options) for a, b in pairs)
+    feats = [(a.features(options.pool, options.channel_axis), b.features(options.pool, options.channel_axis)) for a, b in pairs]
+    n = pairs[0][0].n_samples
+    if _linear_cka_only(metrics) and engine == "local":
+        keep = max(ce.stream_route(a, b, options)[1] for a, b in pairs)
+    else:
+        keep = max(summary_bytes(f, auto_block_rows(sum(f), n, max_memory, block_rows)) for f in feats)
+    mode = choose_engine(
+        in_memory, keep, metrics, stream=stream, engine=engine, nulls=nulls, subset=subset, max_memory=max_memory
+    )
+    if mode == "memory":
+        return None
+    if ce.check_same_n([r for pair in pairs for r in pair]) < max(m.min_n for m in metrics):
+        raise RepsimError(f"N={n} inputs, {', '.join(m.spec for m in metrics)} needs at least {max(m.min_n for m in metrics)}")
+    if mode == "stream" and _linear_cka_only(metrics):
+        return ce.compare_streamed(pairs, metrics, options, progress=progress)
+    sources = [(Source.of(a, options.pool, options.channel_axis), Source.of(b, options.pool, options.channel_axis)) for a, b in pairs]
+    rows = auto_block_rows(max(sum(f) for f in feats), n, max_memory, block_rows)
+    if mode == "dask":
+        from repsim_cli.engines.dask import connect, require_files
+
+        require_files([s for pair in sources for s in pair])
+        client, cluster = connect(scheduler, workers)
+        try:
+            return compare_moments(sources, metrics, MomentRunner("dask", client, rows), details, progress)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    return compare_moments(sources, metrics, MomentRunner("stream", None, rows), details, progress)
