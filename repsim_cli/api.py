@@ -20,7 +20,7 @@ from repsim_cli.engines import grid as grid_engine
 from repsim_cli.engines import group as group_engine
 from repsim_cli.engines import inputsim as inputsim_engine
 from repsim_cli.engines.compare import LoadOptions
-from repsim_cli.engines.moments import parse_bytes
+from repsim_cli.engines.moments import heatmap_with_moments, parse_bytes
 from repsim_cli.errors import RepsimError, warn
 from repsim_cli.io.gradients import GradRef, find_labels, resolve_gradients, validate_gradients
 from repsim_cli.io.layers import describe_file, split_selector
@@ -147,8 +147,13 @@ def heatmap(
     pool: str = "none",
     channel_axis: int = 1,
     max_gram: int = 20000,
-    max_memory: float = grid_engine.DEFAULT_MAX_MEMORY_GIB,
+    max_memory: float | str | None = None,
     progress: bool = False,
+    stream: bool | None = None,
+    engine: str = "local",
+    scheduler: str | None = None,
+    workers: int | None = None,
+    block_rows: int | None = None,
 ) -> Grid:
     """Layer x layer grid of one metric (``repsim heatmap``): rows = A's layers, columns = B's.
 
@@ -158,12 +163,15 @@ def heatmap(
     on both sides, :attr:`Grid.sanity_check` reports Kornblith et al.'s (2019) check: in how
     many rows the same-index layer is strictly the most similar. ``permutations``: a p-value
     per cell from one shared, seeded set of row permutations, Holm-adjusted over the grid.
+    ``max_memory`` (GiB, or ``"512M"``; default a quarter of RAM): above it a metric with a moment
+    route streams -- ONE pass over the rows of every layer updates the summary of the whole grid
+    (``stream=True`` forces it; ``engine``, ``scheduler``, ``workers``, ``block_rows`` as in
+    :func:`compare`) -- and other metrics are refused.
 
     Returns :class:`~repsim_cli.results.Grid` (``.values``, ``.rows``, ``.cols``, ``.plot()``).
     """
     bound = _bind(metric)
-    if max_memory <= 0:
-        raise RepsimError(f"max_memory must be > 0 GiB, got {max_memory}")
+    budget = parse_bytes(max_memory) or compare_engine.physical_memory_bytes() // 4
     options = _options(seed, max_samples, samples, pool, channel_axis, max_gram)
     with MemoryScope() as mem:
         row_refs = mem.layer_refs(a, "A")
@@ -171,10 +179,15 @@ def heatmap(
         cells = grid_engine.count_cells(len(row_refs), None if col_refs is None else len(col_refs), bound)
         tested = grid_engine.count_tested(len(row_refs), None if col_refs is None else len(col_refs), bound)
         with progress_bar("heatmap", cells + permutations * tested, enabled=progress) as advance:
-            result = grid_engine.compute_grid(
-                row_refs, col_refs, bound, options, permutations=permutations, alpha=alpha,
-                max_memory_gib=max_memory, progress=advance,
+            result = heatmap_with_moments(
+                row_refs, col_refs, bound, options, permutations=permutations, stream=stream, engine=engine,
+                scheduler=scheduler, workers=workers, block_rows=block_rows, max_memory=budget, progress=advance,
             )
+            if result is None:
+                result = grid_engine.compute_grid(
+                    row_refs, col_refs, bound, options, permutations=permutations, alpha=alpha,
+                    max_memory_gib=budget / 2**30, progress=advance,
+                )
     _issue([*(w for r in result.records for w in r["warnings"]), *result.warnings])
     files = [_side_name(s, "") for s in (a, b) if isinstance(s, (str, os.PathLike))]
     name = lambda s, side: (os.fspath(s) if isinstance(s, (str, os.PathLike)) else side)  # noqa: E731

@@ -9,6 +9,7 @@ from typing import Any, Optional, Sequence
 import typer
 
 from repsim_cli import api
+from repsim_cli.cli._scale_opts import BlockRowsOpt, EngineOpt, SchedulerOpt, StreamOpt, WorkersOpt
 from repsim_cli.cli._app import app, handle_errors, info, warning
 from repsim_cli.cli.common import (
     ChannelAxisOpt,
@@ -68,7 +69,16 @@ def heatmap(
     vmax: Optional[float] = typer.Option(None, "--vmax", help="Colour scale maximum (default: largest value in the grid)."),
     permutations: int = typer.Option(0, "--permutations", help="Permutation p-value per cell: one shared, seeded set of row permutations; Holm over the grid."),
     alpha: float = typer.Option(0.05, "--alpha", help="Cells with Holm-adjusted p > alpha are marked (table) and hatched (image)."),
-    max_memory: float = typer.Option(8.0, "--max-memory", help="Refuse grids whose per-layer states (data, N x N matrices) need more than this many GiB."),
+    max_memory: Optional[str] = typer.Option(
+        None, "--max-memory",
+        help="Memory budget (GiB, or 512M / 4G; default: a quarter of physical RAM). Above it a metric with a moment route "
+        "streams (one pass over the rows for the whole grid); other grids are refused.",
+    ),
+    stream: Optional[bool] = StreamOpt,
+    engine: str = EngineOpt,
+    scheduler: Optional[str] = SchedulerOpt,
+    workers: Optional[int] = WorkersOpt,
+    block_rows: Optional[int] = BlockRowsOpt,
     seed: int = SeedOpt,
     max_samples: Optional[int] = MaxSamplesOpt,
     samples: Optional[str] = SamplesOpt,
@@ -99,6 +109,7 @@ def heatmap(
     grid = api.heatmap(
         a, b, metric, permutations=permutations, alpha=alpha, seed=seed, max_samples=max_samples, samples=samples,
         pool=pool, channel_axis=channel_axis, max_gram=max_gram, max_memory=max_memory, progress=sys.stderr.isatty(),
+        stream=stream, engine=engine, scheduler=scheduler, workers=workers, block_rows=block_rows,
     )
     _write_outputs(grid, plan, [split_selector(x)[0] for x in (a, b) if x is not None], protected, annotate, vmin, vmax)
 

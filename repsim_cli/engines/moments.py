@@ -333,19 +333,22 @@ STREAMABLE_TEXT = (
 )
 
 
-def parse_bytes(text: str | int | None) -> int | None:
-    """``4G``, ``512M``, ``1.5GiB``, ``100000`` (bytes) -> bytes; None stays None."""
-    if text is None or isinstance(text, int):
-        return text
-    s = str(text).strip().upper().removesuffix("IB").removesuffix("B")
-    scale = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}.get(s[-1:], 1)
-    try:
-        value = float(s[:-1] if s[-1:] in "KMGT" else s) * scale
-    except ValueError:
-        raise RepsimError(f"--max-memory: cannot read {text!r} as a size (e.g. 4G, 512M, 1000000)") from None
+def parse_bytes(text: str | float | None) -> int | None:
+    """A memory size: ``4G``, ``512M``, ``1.5GiB``, ``300K``; a bare number is GiB (``8`` = 8 GiB). None stays None."""
+    if text is None:
+        return None
+    if isinstance(text, (int, float)):
+        value = float(text) * 2**30
+    else:
+        s = str(text).strip().upper().removesuffix("IB").removesuffix("B")
+        scale = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}.get(s[-1:], 2**30)
+        try:
+            value = float(s[:-1] if s[-1:] in ("K", "M", "G", "T") else s) * scale
+        except ValueError:
+            raise RepsimError(f"max_memory: cannot read {text!r} as a size (e.g. 4G, 512M; a bare number is GiB)") from None
     if not value > 0:
-        raise RepsimError(f"--max-memory must be > 0, got {text!r}")
-    return int(value)
+        raise RepsimError(f"max_memory must be > 0, got {text!r}")
+    return max(1, int(value))
 
 
 def default_max_memory() -> int:
@@ -545,3 +548,54 @@ def compare_with_moments(
             if cluster is not None:
                 cluster.close()
     return compare_moments(sources, metrics, MomentRunner("stream", None, rows), details, progress)
+
+
+# ------------------------------------------------------------------------------ heatmap entry
+
+
+def heatmap_with_moments(
+    row_refs: Sequence[Any],
+    col_refs: Sequence[Any] | None,
+    metric: Any,
+    options: Any,
+    *,
+    permutations: int,
+    stream: bool | None,
+    engine: str = "local",
+    scheduler: str | None = None,
+    workers: int | None = None,
+    block_rows: int | None = None,
+    max_memory: int,
+    progress: Callable[[int], None] | None = None,
+) -> Any:
+    """A streamed :class:`~repsim_cli.engines.grid.GridResult` (one pass for the whole grid) when asked or needed, else None."""
+    from repsim_cli.engines.grid import estimate_memory
+
+    refs = list(row_refs) + list(col_refs or [])
+    distinct = list({(r.file, r.name): r for r in refs}.values())
+    feats = [r.features(options.pool, options.channel_axis) for r in distinct]
+    n = distinct[0].n_samples
+    subset = options.max_samples is not None or options.samples is not None
+    rows = auto_block_rows(sum(feats), n, max_memory, block_rows)
+    mode = choose_engine(
+        estimate_memory(n, feats, metric), summary_bytes(feats, rows), [metric], stream=stream, engine=engine,
+        nulls=bool(permutations), subset=subset, max_memory=max_memory,
+    )
+    if mode == "memory":
+        return None
+    if n < metric.min_n:
+        raise RepsimError(f"N={n} inputs, metric {metric.spec} needs at least {metric.min_n}")
+    if mode == "dask":
+        from repsim_cli.engines.dask import connect, require_files
+
+        require_files([Source.of(r, options.pool, options.channel_axis) for r in distinct])
+        client, cluster = connect(scheduler, workers)
+        try:
+            runner = MomentRunner("dask", client, rows)
+            return stream_grid(row_refs, col_refs, metric, options.pool, options.channel_axis, runner, progress)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    runner = MomentRunner("stream", None, rows)
+    return stream_grid(row_refs, col_refs, metric, options.pool, options.channel_axis, runner, progress)
