@@ -22,7 +22,7 @@ def require_dask() -> Any:
     try:
         import distributed
     except ImportError:
-        raise RepsimError("--engine dask needs dask.distributed: pip install 'repsim-cli[dask]'") from None
+        raise RepsimError("engine='dask' needs dask.distributed: pip install 'repsim-cli[dask]'") from None
     return distributed
 
 
@@ -80,7 +80,7 @@ def connect(scheduler: str | None, workers: int | None = None) -> tuple[Any, Any
     distributed = require_dask()
     try:
         if scheduler:
-            return distributed.Client(scheduler, timeout="20s"), None
+            return distributed.Client(scheduler, timeout="5s"), None
         cluster = local_cluster(workers)
         return distributed.Client(cluster), cluster
     except RepsimError:

@@ -517,6 +517,8 @@ def compare_with_moments(
     from repsim_cli.engines import compare as ce
 
     max_memory = max_memory or ce.physical_memory_bytes() // 4
+    if block_rows is not None and block_rows < 1:
+        raise RepsimError(f"block_rows must be >= 1, got {block_rows}")
     subset = options.max_samples is not None or options.samples is not None
     in_memory = max(ce.in_memory_bytes(a, b, options) for a, b in pairs)
     feats = [(a.features(options.pool, options.channel_axis), b.features(options.pool, options.channel_axis)) for a, b in pairs]
