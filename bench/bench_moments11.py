@@ -1,6 +1,7 @@
 """Benchmark of the moment route at scale (``make bench-scale``): streamed and dask engines on files.
 
-Generates chunked float32 layers of N x F (default N = 1,000,000, F = 512: 2 GB each) as HDF5
+Generates chunked float32 layers of N x F (``make bench-scale``: N = 1,000,000, F = 512, 2 GB
+each; default here N = 200,000, F = 256) as HDF5
 and as zarr (uncompressed, so the engine is measured, not a codec): a file pair with ``--layers``
 such layers each. Then, each in a fresh child process (peak RSS measured by the process itself):
 
@@ -16,8 +17,9 @@ Reported as ratios to floors measured in the same run:
 Targets (issue 11): peak RSS < 1 GB; pair <= 1.5 x max(read once, moment floor); grid <= 1.5 x
 its floor; dask with 2 workers <= 1.3 x streamed. Generated files are removed afterwards.
 
-Run: ``python bench/bench_moments11.py`` (full size: tens of GB of disk, long) or with
-``--n 100000`` (minutes), or ``--quick`` (seconds).
+Run: ``make bench-scale`` (full size: ~32 GB of temporary files, long), ``python
+bench/bench_moments11.py`` (minutes), or ``--quick`` (seconds). Ratios ("/ read once", "/ moment
+floor") are the figures to compare across machines; seconds on a shared machine are noise.
 """
 
 from __future__ import annotations
@@ -120,8 +122,8 @@ def run_child(spec: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke run)")
-    parser.add_argument("--n", type=int, default=1_000_000)
-    parser.add_argument("--f", type=int, default=512)
+    parser.add_argument("--n", type=int, default=200_000)
+    parser.add_argument("--f", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--formats", default="hdf5,zarr")
     parser.add_argument("--workers", type=int, default=2)
