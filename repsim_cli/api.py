@@ -29,7 +29,7 @@ from repsim_cli.metrics import BoundMetric, parse_metric
 from repsim_cli.render.progress import progress as progress_bar
 from repsim_cli.results import Grid, InputSimilarity, Record, Results, TestResult
 
-MetricSpec = Union[str, BoundMetric]
+MetricSpec = Union[str, BoundMetric]  # noqa: UP007 (a runtime alias)
 #: a sequence of row indices, or an .npy file holding them
 Samples = Union[str, "os.PathLike[str]", Sequence[int], np.ndarray, None]
 
@@ -295,6 +295,7 @@ def inputsim(
                 keep_kernel=keep_kernel, progress=advance,
             )
         ref_eff = ref if ref is not None else g
+        rlab: np.ndarray | None
         qlab = np.asarray(labels) if labels is not None else (find_labels(g) if g.kind != "memory" else None)
         if reference_labels is not None:
             rlab = np.asarray(reference_labels)

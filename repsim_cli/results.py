@@ -105,7 +105,7 @@ class Record:
     _order: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Record":
+    def from_dict(cls, d: Mapping[str, Any]) -> Record:
         known = {k: d[k] for k in (*CORE_KEYS, *NULL_KEYS, "details") if k in d}
         extra = {k: v for k, v in d.items() if k not in known and k != "warnings"}
         return cls(**known, warnings=tuple(d.get("warnings", ())), extra=extra, _order=tuple(d))
@@ -139,9 +139,9 @@ class Results(Sequence[Record]):
     @overload
     def __getitem__(self, i: int) -> Record: ...
     @overload
-    def __getitem__(self, i: slice) -> "Results": ...
+    def __getitem__(self, i: slice) -> Results: ...
 
-    def __getitem__(self, i: int | slice) -> "Record | Results":
+    def __getitem__(self, i: int | slice) -> Record | Results:
         if isinstance(i, slice):
             return Results(self._records[i], self.seed, self.command)
         return self._records[i]
@@ -315,7 +315,8 @@ class TestResult:
     def p_value(self) -> float | None:
         """The label-exchange p-value of the combined statistic (or of the single layer)."""
         top = self.body["combined"] or self.body["results"][0]
-        return top.get("p_value")
+        p = top.get("p_value")
+        return None if p is None else float(p)
 
     @property
     def layers(self) -> list[dict[str, Any]]:

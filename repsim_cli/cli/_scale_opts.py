@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
-StreamOpt: Optional[bool] = typer.Option(
+StreamOpt: bool | None = typer.Option(
     None,
     "--stream/--no-stream",
     help="Read the files once in row blocks into merged first and second moments (memory O(F^2 + one block)); "
@@ -20,13 +18,13 @@ EngineOpt: str = typer.Option(
     "processes on loopback, or --scheduler). Each worker opens the files itself: the paths must be readable by the "
     "workers. Needs pip install 'repsim-cli[dask]'.",
 )
-SchedulerOpt: Optional[str] = typer.Option(
+SchedulerOpt: str | None = typer.Option(
     None, "--scheduler", help="With --engine dask: an existing cluster's scheduler, tcp://HOST:PORT (files at the same paths on every worker)."
 )
-WorkersOpt: Optional[int] = typer.Option(None, "--workers", help="With --engine dask and no --scheduler: local worker processes (default: one per core).")
-BlockRowsOpt: Optional[int] = typer.Option(
+WorkersOpt: int | None = typer.Option(None, "--workers", help="With --engine dask and no --scheduler: local worker processes (default: one per core).")
+BlockRowsOpt: int | None = typer.Option(
     None, "--block-rows", help="Rows per block when streaming (default: about 64 MiB of float64 rows, within --max-memory)."
 )
-MaxMemoryOpt: Optional[str] = typer.Option(
+MaxMemoryOpt: str | None = typer.Option(
     None, "--max-memory", help="Memory budget, e.g. 4G or 512M (default: a quarter of physical RAM): above it, moment metrics stream."
 )

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import sys
-from typing import List, Optional
 
 import typer
 
 from repsim_cli import api
-from repsim_cli.cli._scale_opts import BlockRowsOpt, EngineOpt, MaxMemoryOpt, SchedulerOpt, StreamOpt, WorkersOpt
 from repsim_cli.cli._app import app, handle_errors, info, to_flags
+from repsim_cli.cli._scale_opts import BlockRowsOpt, EngineOpt, MaxMemoryOpt, SchedulerOpt, StreamOpt, WorkersOpt
 from repsim_cli.cli.common import (
     ChannelAxisOpt,
     FormatOpt,
@@ -50,30 +49,36 @@ Metrics and their parameters: `repsim metrics`.
 def compare(
     a: str = typer.Argument(..., metavar="A", help="FILE or FILE:LAYER (name or glob, e.g. run.h5:layers/0*)."),
     b: str = typer.Argument(..., metavar="B", help="FILE or FILE:LAYER."),
-    metric: List[str] = typer.Option(
+    metric: list[str] = typer.Option(
         ["cka"], "--metric", "-m", help="METRIC[:key=value,...]; repeatable. See `repsim metrics`."
     ),
-    fmt: Optional[str] = FormatOpt,
-    output: Optional[str] = OutputOpt,
+    fmt: str | None = FormatOpt,
+    output: str | None = OutputOpt,
     details: bool = typer.Option(False, "--details", help="Include per-metric details (e.g. the neuron matching of `matched`)."),
-    fail_below: Optional[float] = typer.Option(None, "--fail-below", help="Exit 1 (after printing) if any value is below X."),
-    fail_above: Optional[float] = typer.Option(None, "--fail-above", help="Exit 1 (after printing) if any value is above X (for distances)."),
+    fail_below: float | None = typer.Option(None, "--fail-below", help="Exit 1 (after printing) if any value is below X."),
+    fail_above: float | None = typer.Option(None, "--fail-above", help="Exit 1 (after printing) if any value is above X (for distances)."),
     permutations: int = typer.Option(0, "--permutations", help="Permutation null: shuffle B's rows B times; adds p_value, null_mean, null_std, z."),
-    bootstrap: int = typer.Option(0, "--bootstrap", help="Bootstrap B resamples of the inputs (same rows on both sides); adds ci_low, ci_high (percentile). Debiased estimators (debiased=true) keep only the distinct rows of each resample, since duplicated rows would read as dependence."),
+    bootstrap: int = typer.Option(0, "--bootstrap", help=(
+        "Bootstrap B resamples of the inputs (same rows on both sides); adds ci_low, ci_high (percentile). "
+        "Debiased estimators (debiased=true) keep only the distinct rows of each resample, since duplicated rows would read as dependence."
+    )),
     ci: float = typer.Option(0.95, "--ci", help="Bootstrap interval level."),
-    jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes for --permutations/--bootstrap (most useful for metrics without a fast path; results do not depend on it)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help=(
+        "Worker processes for --permutations/--bootstrap "
+        "(most useful for metrics without a fast path; results do not depend on it)."
+    )),
     seed: int = SeedOpt,
-    max_samples: Optional[int] = MaxSamplesOpt,
-    samples: Optional[str] = SamplesOpt,
+    max_samples: int | None = MaxSamplesOpt,
+    samples: str | None = SamplesOpt,
     pool: str = PoolOpt,
     channel_axis: int = ChannelAxisOpt,
     max_gram: int = MaxGramOpt,
-    stream: Optional[bool] = StreamOpt,
+    stream: bool | None = StreamOpt,
     engine: str = EngineOpt,
-    scheduler: Optional[str] = SchedulerOpt,
-    workers: Optional[int] = WorkersOpt,
-    block_rows: Optional[int] = BlockRowsOpt,
-    max_memory: Optional[str] = MaxMemoryOpt,
+    scheduler: str | None = SchedulerOpt,
+    workers: int | None = WorkersOpt,
+    block_rows: int | None = BlockRowsOpt,
+    max_memory: str | None = MaxMemoryOpt,
 ) -> None:
     """Compare two representations: A and B are files or FILE:LAYER selectors.
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 import typer
 
 from repsim_cli import api
-from repsim_cli.cli._scale_opts import BlockRowsOpt, EngineOpt, SchedulerOpt, StreamOpt, WorkersOpt
 from repsim_cli.cli._app import app, handle_errors, info, warning
+from repsim_cli.cli._scale_opts import BlockRowsOpt, EngineOpt, SchedulerOpt, StreamOpt, WorkersOpt
 from repsim_cli.cli.common import (
     ChannelAxisOpt,
     FormatOpt,
@@ -56,32 +56,32 @@ cell) plus `rows`, `cols`, `matrix`, `sanity_check`, and `p_values`/`p_holm`/`si
 @handle_errors
 def heatmap(
     a: str = typer.Argument(..., help="Rows: FILE or FILE:LAYER (name or glob); all layers of FILE by default."),
-    b: Optional[str] = typer.Argument(None, help="Columns: FILE or FILE:LAYER. Omitted: A against itself."),
+    b: str | None = typer.Argument(None, help="Columns: FILE or FILE:LAYER. Omitted: A against itself."),
     metric: str = typer.Option("cka", "--metric", "-m", help="METRIC[:key=value,...] (one); see `repsim metrics`."),
-    output: Optional[str] = typer.Option(
+    output: str | None = typer.Option(
         None, "--output", "-o",
         help="Image (.png/.svg/.pdf; the grid still prints to stdout) or data (.json/.csv/.tsv/.txt, instead of stdout); atomic, never an input file.",
     ),
-    fmt: Optional[str] = FormatOpt,
-    data_out: Optional[str] = typer.Option(None, "--data-out", help="Also write the data to FILE (.json/.csv/.tsv/.txt, by extension)."),
+    fmt: str | None = FormatOpt,
+    data_out: str | None = typer.Option(None, "--data-out", help="Also write the data to FILE (.json/.csv/.tsv/.txt, by extension)."),
     annotate: bool = typer.Option(False, "--annotate", help="Write the values in the image's cells."),
-    vmin: Optional[float] = typer.Option(None, "--vmin", help="Colour scale minimum (default: smallest value in the grid)."),
-    vmax: Optional[float] = typer.Option(None, "--vmax", help="Colour scale maximum (default: largest value in the grid)."),
+    vmin: float | None = typer.Option(None, "--vmin", help="Colour scale minimum (default: smallest value in the grid)."),
+    vmax: float | None = typer.Option(None, "--vmax", help="Colour scale maximum (default: largest value in the grid)."),
     permutations: int = typer.Option(0, "--permutations", help="Permutation p-value per cell: one shared, seeded set of row permutations; Holm over the grid."),
     alpha: float = typer.Option(0.05, "--alpha", help="Cells with Holm-adjusted p > alpha are marked (table) and hatched (image)."),
-    max_memory: Optional[str] = typer.Option(
+    max_memory: str | None = typer.Option(
         None, "--max-memory",
         help="Memory budget (GiB, or 512M / 4G; default: a quarter of physical RAM). Above it a metric with a moment route "
         "streams (one pass over the rows for the whole grid); other grids are refused.",
     ),
-    stream: Optional[bool] = StreamOpt,
+    stream: bool | None = StreamOpt,
     engine: str = EngineOpt,
-    scheduler: Optional[str] = SchedulerOpt,
-    workers: Optional[int] = WorkersOpt,
-    block_rows: Optional[int] = BlockRowsOpt,
+    scheduler: str | None = SchedulerOpt,
+    workers: int | None = WorkersOpt,
+    block_rows: int | None = BlockRowsOpt,
     seed: int = SeedOpt,
-    max_samples: Optional[int] = MaxSamplesOpt,
-    samples: Optional[str] = SamplesOpt,
+    max_samples: int | None = MaxSamplesOpt,
+    samples: str | None = SamplesOpt,
     pool: str = PoolOpt,
     channel_axis: int = ChannelAxisOpt,
     max_gram: int = MaxGramOpt,
@@ -114,7 +114,7 @@ def heatmap(
     _write_outputs(grid, plan, [split_selector(x)[0] for x in (a, b) if x is not None], protected, annotate, vmin, vmax)
 
 
-def _plan_outputs(output: Optional[str], fmt: Optional[str], data_out: Optional[str], protected: Sequence[str], image_format: Any) -> dict[str, Any]:
+def _plan_outputs(output: str | None, fmt: str | None, data_out: str | None, protected: Sequence[str], image_format: Any) -> dict[str, Any]:
     """Where each output goes (image, data file, extra data file, stdout), checked before any work."""
     if fmt is not None and fmt not in FORMATS:
         raise RepsimError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -145,7 +145,7 @@ def _plan_outputs(output: Optional[str], fmt: Optional[str], data_out: Optional[
 
 
 def _write_outputs(grid: Any, plan: dict[str, Any], files: Sequence[str], protected: Sequence[str],
-                   annotate: bool, vmin: Optional[float], vmax: Optional[float]) -> None:
+                   annotate: bool, vmin: float | None, vmax: float | None) -> None:
     result = grid.result
     doc = grid.to_dict()
     table = lambda: grid_table(result, files, vmin, vmax)  # noqa: E731

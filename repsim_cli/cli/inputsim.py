@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional
 
 import numpy as np
 import typer
@@ -32,7 +31,7 @@ Kernel (Charpiat et al., NeurIPS 2019): k(x, x') = cos(grad f(x), grad f(x')) in
 """
 
 
-def parse_query(query: Optional[str], query_file: Optional[str]) -> Optional[np.ndarray]:
+def parse_query(query: str | None, query_file: str | None) -> np.ndarray | None:
     """``--query I,J,...`` or ``--query-file idx.npy`` -> 0-based indices (None = all rows)."""
     if query is not None and query_file is not None:
         raise RepsimError("--query and --query-file cannot be combined")
@@ -55,22 +54,24 @@ def parse_query(query: Optional[str], query_file: Optional[str]) -> Optional[np.
 @handle_errors
 def inputsim(
     grads: str = typer.Argument(..., help="Per-example gradients: FILE or FILE:DATASET, N x P (or N x d x P Jacobians)."),
-    reference: Optional[str] = typer.Option(None, "--reference", help="Reference set FILE[:DATASET] (default: GRADS itself). Another set has no 'self' to exclude."),
-    query: Optional[str] = typer.Option(None, "--query", help="Comma-separated 0-based rows of GRADS to report (default: all)."),
-    query_file: Optional[str] = typer.Option(None, "--query-file", help=".npy file of 0-based query rows."),
-    top_k: Optional[int] = typer.Option(None, "--top-k", help="Report the K nearest neighbours (largest kernel; ties: lower index)."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="Hard density: #{x' : k(x, x') >= tau}, tau in [0, 1]."),
-    alpha: Optional[float] = typer.Option(None, "--alpha", help="Positive-only density: sum over k > 0 of k^alpha (alpha > 0)."),
+    reference: str | None = typer.Option(None, "--reference", help=(
+        "Reference set FILE[:DATASET] (default: GRADS itself). Another set has no 'self' to exclude."
+    )),
+    query: str | None = typer.Option(None, "--query", help="Comma-separated 0-based rows of GRADS to report (default: all)."),
+    query_file: str | None = typer.Option(None, "--query-file", help=".npy file of 0-based query rows."),
+    top_k: int | None = typer.Option(None, "--top-k", help="Report the K nearest neighbours (largest kernel; ties: lower index)."),
+    threshold: float | None = typer.Option(None, "--threshold", help="Hard density: #{x' : k(x, x') >= tau}, tau in [0, 1]."),
+    alpha: float | None = typer.Option(None, "--alpha", help="Positive-only density: sum over k > 0 of k^alpha (alpha > 0)."),
     include_self: bool = typer.Option(False, "--include-self", help="Count x itself in densities and neighbours (default: excluded)."),
     drop_zero: bool = typer.Option(False, "--drop-zero", help="Drop zero-gradient rows (listed on stderr) instead of failing."),
     multi_output: str = typer.Option("trace", "--multi-output", help="d > 1 outputs: trace = tr K^C / d; rotation (d = 2) = 1/2 sqrt(|K^C|_F^2 + 2 det K^C)."),
-    rcond: Optional[float] = typer.Option(None, "--rcond", help="Pseudo-inverse square root of singular K(x, x): eigenvalues <= R * max are dropped."),
-    train: Optional[str] = typer.Option(None, "--train", help="Training gradients FILE[:DATASET]: adds reliability = sum_i g(x).g(x_i) / |g(x)|^2."),
-    kernel_out: Optional[str] = typer.Option(None, "--kernel-out", help="Write the Q x M kernel as /kernel to this HDF5 file (atomic, chunked)."),
+    rcond: float | None = typer.Option(None, "--rcond", help="Pseudo-inverse square root of singular K(x, x): eigenvalues <= R * max are dropped."),
+    train: str | None = typer.Option(None, "--train", help="Training gradients FILE[:DATASET]: adds reliability = sum_i g(x).g(x_i) / |g(x)|^2."),
+    kernel_out: str | None = typer.Option(None, "--kernel-out", help="Write the Q x M kernel as /kernel to this HDF5 file (atomic, chunked)."),
     kernel_dtype: str = typer.Option("float32", "--kernel-dtype", help="float32 | float64 for --kernel-out."),
-    block_size: Optional[int] = typer.Option(None, "--block-size", help="Parameters (columns) per block (default ~64 MiB; rounded to the HDF5 chunk width)."),
-    fmt: Optional[str] = FormatOpt,
-    output: Optional[str] = OutputOpt,
+    block_size: int | None = typer.Option(None, "--block-size", help="Parameters (columns) per block (default ~64 MiB; rounded to the HDF5 chunk width)."),
+    fmt: str | None = FormatOpt,
+    output: str | None = OutputOpt,
     seed: int = SeedOpt,
 ) -> None:
     """Input similarity from the network's perspective (Charpiat et al., NeurIPS 2019).

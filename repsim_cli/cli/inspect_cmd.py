@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
-
 import typer
 
 from repsim_cli.cli._app import app, handle_errors
@@ -26,9 +24,9 @@ EPILOG = """
 @app.command(epilog=EPILOG)
 @handle_errors
 def inspect(
-    files: List[str] = typer.Argument(..., metavar="FILE", help="Activation files (.h5/.hdf5, .npy, .npz)."),
-    fmt: Optional[str] = FormatOpt,
-    output: Optional[str] = OutputOpt,
+    files: list[str] = typer.Argument(..., metavar="FILE", help="Activation files (.h5/.hdf5, .npy, .npz)."),
+    fmt: str | None = FormatOpt,
+    output: str | None = OutputOpt,
     constant: bool = typer.Option(
         True,
         "--constant/--no-constant",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from repsim_cli.cli._app import app, handle_errors
 from repsim_cli.cli.common import FormatOpt, OutputOpt, emit
 from repsim_cli.metrics import INVARIANCES, REGISTRY
@@ -23,8 +21,8 @@ EPILOG = """
 @app.command(epilog=EPILOG)
 @handle_errors
 def metrics(
-    fmt: Optional[str] = FormatOpt,
-    output: Optional[str] = OutputOpt,
+    fmt: str | None = FormatOpt,
+    output: str | None = OutputOpt,
 ) -> None:
     """List every metric: parameters, similarity or distance, symmetry, invariances, minimum N, formula, reference."""
     entries = [describe(m) for m in REGISTRY.values()]

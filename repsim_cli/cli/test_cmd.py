@@ -9,7 +9,7 @@ Parsing and rendering live here; the engine is :func:`repsim_cli.api.test`, the 
 from __future__ import annotations
 
 import sys
-from typing import Any, List, Optional, Sequence
+from typing import Any, Sequence
 
 import typer
 from typer.core import TyperCommand
@@ -17,7 +17,6 @@ from typer.core import TyperCommand
 from repsim_cli import api
 from repsim_cli.cli._app import app, handle_errors
 from repsim_cli.cli.common import (
-    check_outputs,
     ChannelAxisOpt,
     FormatOpt,
     MaxGramOpt,
@@ -26,6 +25,7 @@ from repsim_cli.cli.common import (
     PoolOpt,
     SamplesOpt,
     SeedOpt,
+    check_outputs,
     emit,
     input_files,
 )
@@ -92,7 +92,8 @@ class GroupCommand(TyperCommand):
 EPILOG = """
 **Examples**
 
-* `repsim test --group mlp sample_data/mlp_seed0.h5 sample_data/mlp_seed1.h5 sample_data/mlp_seed2.h5 --group wide sample_data/wide_seed0.h5 sample_data/wide_seed1.h5`
+* `repsim test --group mlp sample_data/mlp_seed0.h5 sample_data/mlp_seed1.h5 sample_data/mlp_seed2.h5 \\
+  --group wide sample_data/wide_seed0.h5 sample_data/wide_seed1.h5`
 
 * `repsim test --group A a1.h5 a2.h5 --group B b1.h5 b2.h5 --null bootstrap -B 1000 --seed 7 -f json`
 
@@ -126,9 +127,9 @@ GROUP_HELP = (
 @handle_errors
 def group_test_command(
     ctx: typer.Context,
-    group: Optional[List[str]] = typer.Option(None, "--group", metavar="NAME FILE FILE...", help=GROUP_HELP),
+    group: list[str] | None = typer.Option(None, "--group", metavar="NAME FILE FILE...", help=GROUP_HELP),
     metric: str = typer.Option("cka", "--metric", "-m", help="METRIC[:key=value,...] (one). See `repsim metrics`."),
-    layer: Optional[str] = typer.Option(
+    layer: str | None = typer.Option(
         None, "--layer", help="Layer name or glob present in every run (default: every layer shared by all runs)."
     ),
     null: str = typer.Option("labels", "--null", help="labels (exchange group labels among runs) | bootstrap (resample inputs)."),
@@ -137,10 +138,10 @@ def group_test_command(
     ),
     ci: float = typer.Option(0.95, "--ci", help="Interval level of --null bootstrap."),
     seed: int = SeedOpt,
-    fmt: Optional[str] = FormatOpt,
-    output: Optional[str] = OutputOpt,
-    max_samples: Optional[int] = MaxSamplesOpt,
-    samples: Optional[str] = SamplesOpt,
+    fmt: str | None = FormatOpt,
+    output: str | None = OutputOpt,
+    max_samples: int | None = MaxSamplesOpt,
+    samples: str | None = SamplesOpt,
     pool: str = PoolOpt,
     channel_axis: int = ChannelAxisOpt,
     max_gram: int = MaxGramOpt,

@@ -7,6 +7,7 @@ turns results into records. It never prints; progress is reported through a call
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -106,7 +107,7 @@ class LayerCache:
     _prepared: dict[tuple[str, str, str], Any] = field(default_factory=dict)
 
     @classmethod
-    def for_refs(cls, refs: Sequence[LayerRef], options: LoadOptions, min_samples: int = 2) -> "LayerCache":
+    def for_refs(cls, refs: Sequence[LayerRef], options: LoadOptions, min_samples: int = 2) -> LayerCache:
         n = check_same_n(refs)
         rows = choose_rows(n, options.max_samples, options.seed, options.samples)
         return cls(options, rows, min_samples)
@@ -294,7 +295,7 @@ def compare_streamed(
         else:
             ka = streamed_centered_gram(a, options.pool, options.channel_axis)
             kb = streamed_centered_gram(b, options.pool, options.channel_axis)
-            value = lambda debiased, ka=ka, kb=kb: gram_cka(ka, kb, debiased)  # noqa: E731
+            value = functools.partial(gram_cka, ka, kb)
         for metric in metrics:
             records.append(make_record(
                 a.label, b.label, metric, value(metric.params["debiased"]), a.n_samples,

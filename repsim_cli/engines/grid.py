@@ -144,7 +144,7 @@ class GridResult:
             body["alpha"] = self.alpha
             body["p_values"] = _nan_to_none(self.p_values)
             body["p_holm"] = _nan_to_none(self.p_holm)
-            body["significant"] = np.where(self.tested, self.significant, None).tolist()
+            body["significant"] = np.where(self.tested, self.significant, None).tolist()  # type: ignore[arg-type,attr-defined]
         if self.warnings:
             body["warnings"] = list(self.warnings)
         body["results"] = self.records
@@ -267,7 +267,7 @@ def grid_from_layers(
     if not row_layers:
         raise RepsimError("heatmap: no row layers")
     self_cmp = col_layers is None
-    cols = list(row_layers) if self_cmp else list(col_layers)
+    cols = list(row_layers) if col_layers is None else list(col_layers)
     rows = list(row_layers)
     ns = {layer.data.shape[0] for layer in rows + cols}
     if len(ns) != 1:
@@ -288,69 +288,82 @@ def grid_from_layers(
             states[layer.label] = prepare(layer) if prepare is not None else metric.prepare(layer.data)
         return states[layer.label]
 
-    r, c = len(rows), len(cols)
-    symmetric = metric.symmetric
     ident = identity_value(metric) if self_cmp else None
-    # which cells to compute, and where the others come from
-    compute = np.zeros((r, c), dtype=bool)
-    if self_cmp:
-        for i in range(r):
-            for j in range(c):
-                if i == j:
-                    compute[i, j] = ident is None
-                else:
-                    compute[i, j] = (i < j) or not symmetric
-    else:
-        compute[:] = True
-
-    matrix = np.full((r, c), np.nan)
-    results: dict[tuple[int, int], MetricResult] = {}
-    calls = 0
-    for i in range(r):
-        pa = prep(rows[i])
-        for j in range(c):
-            if not compute[i, j]:
-                continue
-            res = metric.pair(pa, prep(cols[j]))
-            calls += 1
-            if not np.isfinite(res.value):
-                raise RepsimError(f"{rows[i].label} vs {cols[j].label}: {metric.spec} returned {res.value}")
-            results[(i, j)] = res
-            matrix[i, j] = res.value
-            if progress:
-                progress(1)
-    for i in range(r):
-        for j in range(c):
-            if compute[i, j]:
-                continue
-            if i == j:
-                results[(i, j)] = MetricResult(float(ident))
-            else:  # symmetric self-comparison: mirror
-                src = results[(j, i)]
-                results[(i, j)] = MetricResult(src.value, _swap_sides(src.details), list(src.warnings))
-            matrix[i, j] = results[(i, j)].value
-
+    compute = _cells_to_compute(len(rows), len(cols), self_cmp, metric.symmetric, ident)
+    results, calls = _compute_cells(rows, cols, compute, prep, metric, progress)
+    _fill_uncomputed(results, compute, ident)
+    r, c = compute.shape
+    matrix = np.array([[results[(i, j)].value for j in range(c)] for i in range(r)], dtype=np.float64).reshape(r, c)
     records = [base_record(rows[i], cols[j], metric, results[(i, j)]) for i in range(r) for j in range(c)]
     out = GridResult(
-        metric=metric,
-        row_labels=[l.label for l in rows],
-        col_labels=[l.label for l in cols],
-        row_names=[l.name for l in rows],
-        col_names=[l.name for l in cols],
-        matrix=matrix,
-        records=records,
-        n_samples=n,
-        self_comparison=self_cmp,
-        computed=compute,
-        pair_calls=calls,
-        seed=seed,
-        alpha=alpha,
+        metric=metric, row_labels=[l.label for l in rows], col_labels=[l.label for l in cols],
+        row_names=[l.name for l in rows], col_names=[l.name for l in cols], matrix=matrix, records=records,
+        n_samples=n, self_comparison=self_cmp, computed=compute, pair_calls=calls, seed=seed, alpha=alpha,
     )
     if not self_cmp and r == c and r > 1:
         out.sanity = sanity_check(matrix, metric.higher_is_similar)
     if permutations:
         _grid_nulls(out, rows, cols, prep, metric, permutations, seed, alpha, progress)
     return out
+
+
+def _cells_to_compute(r: int, c: int, self_cmp: bool, symmetric: bool, ident: float | None) -> np.ndarray:
+    """R x C mask of cells computed by ``pair``; the others are mirrored or the identity value."""
+    if not self_cmp:
+        return np.ones((r, c), dtype=bool)
+    i, j = np.indices((r, c))
+    return np.where(i == j, ident is None, (i < j) | (not symmetric))
+
+
+def _compute_cells(
+    rows: Sequence[Layer], cols: Sequence[Layer], compute: np.ndarray, prep: Callable[[Layer], Any],
+    metric: BoundMetric, progress: Progress | None,
+) -> tuple[dict[tuple[int, int], MetricResult], int]:
+    results: dict[tuple[int, int], MetricResult] = {}
+    for i, j in zip(*np.nonzero(compute)):
+        res = metric.pair(prep(rows[i]), prep(cols[j]))
+        if not np.isfinite(res.value):
+            raise RepsimError(f"{rows[i].label} vs {cols[j].label}: {metric.spec} returned {res.value}")
+        results[(int(i), int(j))] = res
+        if progress:
+            progress(1)
+    return results, len(results)
+
+
+def _fill_uncomputed(results: dict[tuple[int, int], MetricResult], compute: np.ndarray, ident: float | None) -> None:
+    """Identity values on the diagonal; mirrored cells of a symmetric self-comparison."""
+    for i, j in zip(*np.nonzero(~compute)):
+        i, j = int(i), int(j)
+        if i == j:
+            results[(i, j)] = MetricResult(float(ident))  # type: ignore[arg-type]
+        else:
+            src = results[(j, i)]
+            results[(i, j)] = MetricResult(src.value, _swap_sides(src.details), list(src.warnings))
+
+
+def _holm_cells(
+    out: GridResult, null: np.ndarray, tested: np.ndarray, metric: BoundMetric, permutations: int, seed: int, alpha: float
+) -> tuple[dict[tuple[int, int], Any], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-cell permutation results, p-values, Holm-adjusted p-values, significance and the tested mask (mirrored)."""
+    r, c = out.matrix.shape
+    results: dict[tuple[int, int], stats.PermutationResult] = {}
+    p = np.full((r, c), np.nan)
+    for i, j in zip(*np.nonzero(tested)):
+        p[i, j] = stats.permutation_pvalue(out.matrix[i, j], null[i, j], metric.higher_is_similar)
+        results[(i, j)] = stats.PermutationResult(float(out.matrix[i, j]), null[i, j], float(p[i, j]), metric.higher_is_similar, seed)
+    adj = np.full((r, c), np.nan)
+    if tested.any():
+        adj[tested] = stats.holm(p[tested])
+    sig = np.zeros((r, c), dtype=bool)
+    sig[tested] = adj[tested] <= alpha
+    mask = tested.copy()
+    if out.self_comparison and metric.symmetric:  # mirror the tested triangle
+        lower = tested.T & ~tested
+        p[lower], adj[lower], sig[lower] = p.T[lower], adj.T[lower], sig.T[lower]
+        for i, j in zip(*np.nonzero(lower)):
+            results[(i, j)] = results[(j, i)]
+        mask = tested | lower
+    return results, p, adj, sig, mask
 
 
 def _swap_sides(details: dict[str, Any]) -> dict[str, Any]:
@@ -391,28 +404,10 @@ def _grid_nulls(
             # the permuted column layer, prepared once for all cells of this column
             permuted = metric.permute(prep(cols[j]), perm, cols[j].data)
             for i in col_rows[j]:
-                null[i, j, k] = metric.pair(prep(rows[i]), permuted).value
+                null[i, j, k] = metric.pair(prep(rows[int(i)]), permuted).value
                 if progress:
                     progress(1)
-    results: dict[tuple[int, int], stats.PermutationResult] = {}
-    p = np.full((r, c), np.nan)
-    for i, j in zip(*np.nonzero(tested)):
-        p[i, j] = stats.permutation_pvalue(out.matrix[i, j], null[i, j], metric.higher_is_similar)
-        results[(i, j)] = stats.PermutationResult(
-            float(out.matrix[i, j]), null[i, j], float(p[i, j]), metric.higher_is_similar, seed
-        )
-    adj = np.full((r, c), np.nan)
-    if tested.any():
-        adj[tested] = stats.holm(p[tested])
-    sig = np.zeros((r, c), dtype=bool)
-    sig[tested] = adj[tested] <= alpha
-    mask = tested.copy()
-    if out.self_comparison and metric.symmetric:  # mirror the tested triangle
-        lower = tested.T & ~tested
-        p[lower], adj[lower], sig[lower] = p.T[lower], adj.T[lower], sig.T[lower]
-        for i, j in zip(*np.nonzero(lower)):
-            results[(i, j)] = results[(j, i)]
-        mask = tested | lower
+    results, p, adj, sig, mask = _holm_cells(out, null, tested, metric, permutations, seed, alpha)
     for idx, record in enumerate(out.records):
         i, j = divmod(idx, c)
         if (i, j) not in results:  # the diagonal of a self-comparison: not tested

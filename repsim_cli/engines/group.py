@@ -95,7 +95,9 @@ def _pairwise_values(
     n_runs, n_layers = len(runs), len(refs[0])
     ii, jj = stats.pair_index(n_runs)
     sims = np.full((n_layers, n_runs, n_runs), np.nan)
-    pairs, layer_warnings, data = [], [], []
+    pairs: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = []
+    layer_warnings: list[list[str]] = []
+    data: list[list[np.ndarray]] = []
     for l in range(n_layers):
         layers = [cache.layer(refs[r][l]) for r in range(n_runs)]
         preps = [cache.prepared(refs[r][l], metric) for r in range(n_runs)]
@@ -182,13 +184,15 @@ def _test_document(
         stat = result.layers[l].as_record()
         own = list(dict.fromkeys(layer_warnings[l] + result.warnings))
         results.append({"layer": name, **common, "within": within, "between": between, **stat, **summary, "n_samples": n_rows, "warnings": own})
-        rows.append({"layer": name, **common, **stat, **_row_summary(summary), "n_within": len(within), "n_between": len(between), "n_samples": n_rows, "warnings": own})
+        counts = {"n_within": len(within), "n_between": len(between), "n_samples": n_rows}
+        rows.append({"layer": name, **common, **stat, **_row_summary(summary), **counts, "warnings": own})
     warnings = list(dict.fromkeys([w for ws in layer_warnings for w in ws] + result.warnings))
     combined = None
     if result.combined is not None:
         stat = result.combined.as_record()
         combined = {"layer": "combined", "layers": list(layer_names), **common, **stat, **summary, "warnings": warnings}
-        rows.append({"layer": "combined", **common, **stat, **_row_summary(summary), "n_within": None, "n_between": None, "n_samples": n_rows, "warnings": warnings})
+        last: dict[str, int | None] = {"n_within": None, "n_between": None, "n_samples": n_rows}
+        rows.append({"layer": "combined", **common, **stat, **_row_summary(summary), **last, "warnings": warnings})
     body = {
         "metric": metric.name, "params": dict(metric.params), "null": result.null,
         "groups": dict(_grouped(runs)), "layers": list(layer_names),

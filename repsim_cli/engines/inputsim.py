@@ -31,15 +31,13 @@ Nothing here prints; progress is reported through a callback.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from repsim_cli.errors import RepsimError
-from repsim_cli.io.gradients import GradRef, _Reader, column_blocks, find_labels, resolve_gradients
+from repsim_cli.io.gradients import GradRef, _Reader, column_blocks
 
 MULTI_OUTPUT_FORMS = ("trace", "rotation")
 #: K(x, x) counts as singular when lambda_min <= SINGULAR_RCOND * lambda_max (without --rcond)
@@ -207,6 +205,10 @@ def _check_rows(label: str, sq: np.ndarray, role: str) -> np.ndarray:
     return np.flatnonzero(sq == 0)
 
 
+def _no_progress(k: int = 1) -> None:
+    return None
+
+
 def _check_options(top_k: int | None, threshold: float | None, alpha: float | None, form: str, rcond: float | None) -> None:
     if form not in MULTI_OUTPUT_FORMS:
         raise RepsimError(f"multi_output must be one of {', '.join(MULTI_OUTPUT_FORMS)}, got {form!r}")
@@ -359,7 +361,7 @@ def input_similarity(
     qidx = _query_indices(grads, query)
     gram = needs_gram(top_k, threshold, alpha, keep_kernel, form)
     blocks = column_blocks(grads, block_size)
-    step = progress or (lambda k=1: None)
+    step: Progress = progress or _no_progress
     first = _first_pass(grads, ref, train, qidx, query is not None, same_set, gram, blocks, step)
     qkeep, rkeep, dropped = _zero_rows(grads, ref, train, first, qidx, same_set, drop_zero)
     q_used, r_used = qidx[qkeep], np.flatnonzero(rkeep)
@@ -367,7 +369,10 @@ def input_similarity(
     ar, rank_r = inverse_sqrt(first.kr_all[r_used], rcond, r_used, ref.label)
     res_warn: list[str] = []
     if rcond is not None and (rank_r < grads.d).any():
-        res_warn.append(f"{ref.label}: K(x, x) is rank-deficient for {(rank_r < grads.d).sum()} rows; pseudo-inverse square root used (their self-similarity is rank/d < 1)")
+        res_warn.append(
+            f"{ref.label}: K(x, x) is rank-deficient for {(rank_r < grads.d).sum()} rows; "
+            "pseudo-inverse square root used (their self-similarity is rank/d < 1)"
+        )
     # position of each query's own row in the reference set (self), or -1
     pos_in_ref = np.full(ref.n, -1, dtype=np.int64)
     pos_in_ref[r_used] = np.arange(r_used.size)
@@ -375,7 +380,8 @@ def input_similarity(
     excl_col = pos_in_ref[q_used] if exclude else np.full(q_used.size, -1, dtype=np.int64)
     n_candidates = r_used.size - (excl_col >= 0).astype(int)
     if top_k is not None and top_k > n_candidates.min():
-        raise RepsimError(f"top_k {top_k} is larger than the number of reference inputs available ({int(n_candidates.min())}{' besides the input itself' if exclude else ''})")
+        besides = " besides the input itself" if exclude else ""
+        raise RepsimError(f"top_k {top_k} is larger than the number of reference inputs available ({int(n_candidates.min())}{besides})")
     result = InputSimResult(
         query_index=q_used, reference_index=r_used, n=grads.n, m=int(r_used.size), p=grads.p, d=grads.d, form=form,
         self_excluded=exclude, same_set=same_set, density_soft=np.empty(0), dropped=dropped,
@@ -450,7 +456,7 @@ class _Opt:
     def __init__(self, ref: GradRef | None):
         self._reader = _Reader(ref) if ref is not None else None
 
-    def __enter__(self) -> "_Reader | None":
+    def __enter__(self) -> _Reader | None:
         return self._reader.__enter__() if self._reader is not None else None
 
     def __exit__(self, *exc: Any) -> None:
@@ -463,6 +469,7 @@ def attach_labels(result: InputSimResult, query_labels: np.ndarray | None, refer
     if query_labels is None:
         return
     query_labels, reference_labels = _plain_labels(query_labels), _plain_labels(reference_labels)
+    assert query_labels is not None
     result.labels = query_labels[result.query_index]
     if reference_labels is not None and result.neighbor_index is not None:
         nl = reference_labels[result.neighbor_index]
@@ -495,6 +502,7 @@ def iter_records(result: InputSimResult) -> Iterator[dict[str, Any]]:
             rec["reliability"] = float(result.reliability[r])
         if result.neighbor_index is not None:
             nbrs = []
+            assert result.neighbor_kernel is not None
             for j in range(result.neighbor_index.shape[1]):
                 item: dict[str, Any] = {"index": int(result.neighbor_index[r, j]), "kernel": float(result.neighbor_kernel[r, j])}
                 if result.neighbor_labels is not None:

@@ -43,7 +43,7 @@ class Source:
     channel_axis: int = 1
 
     @classmethod
-    def of(cls, ref: Any, pool: str = "none", channel_axis: int = 1) -> "Source":
+    def of(cls, ref: Any, pool: str = "none", channel_axis: int = 1) -> Source:
         return cls(ref.file, ref.name, ref.kind, tuple(ref.shape), ref.label, pool, channel_axis)
 
     @property
@@ -172,7 +172,7 @@ class MinibatchSums:
     self_a: float = 0.0
     self_b: float = 0.0
 
-    def merge(self, other: "MinibatchSums") -> "MinibatchSums":
+    def merge(self, other: MinibatchSums) -> MinibatchSums:
         return MinibatchSums(
             self.batches + other.batches, self.cross + other.cross, self.self_a + other.self_a, self.self_b + other.self_b
         )
@@ -456,8 +456,8 @@ def stream_grid(
         prepare: Callable[[Any], Any] = lambda layer: index[layer.label]  # noqa: E731
     else:
 
-        def pair(la: Any, lb: Any, params: Mapping[str, Any]) -> Any:
-            sums = runner.minibatch([by_label[la], by_label[lb]], params)
+        def pair(ia: Any, ib: Any, params: Mapping[str, Any]) -> Any:
+            sums = runner.minibatch([by_label[ia], by_label[ib]], params)
             return moment_result(metric, None, sums, n)
 
         prepare = lambda layer: layer.label  # noqa: E731

@@ -17,7 +17,7 @@ per-row quantities the unbiased HSIC needs. The result equals the in-memory
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -34,10 +34,10 @@ class _SideMoments:
     ss: np.ndarray  # sum of shifted outer products (F x F)
     p: float = 0.0  # sum of squared shifted row norms p_i
     pp: float = 0.0  # sum of p_i^2
-    px: np.ndarray = field(default=None)  # type: ignore[assignment]  # sum of p_i * shifted row
+    px: np.ndarray = field(default=None)  # type: ignore[arg-type]  # sum of p_i * shifted row
 
     @classmethod
-    def start(cls, first: np.ndarray) -> "_SideMoments":
+    def start(cls, first: np.ndarray) -> _SideMoments:
         f = first.shape[1]
         return cls(first.mean(axis=0), np.zeros(f), np.zeros((f, f)), px=np.zeros(f))
 
@@ -120,6 +120,7 @@ def streamed_hsic(
             ma, mb = _SideMoments.start(xa), _SideMoments.start(xb)
             s_ab = np.zeros((xa.shape[1], xb.shape[1]))
             p_y, q_x = np.zeros(xb.shape[1]), np.zeros(xa.shape[1])
+        assert ma is not None and mb is not None and p_y is not None and q_x is not None
         xt, p = ma.add(xa)
         yt, q = mb.add(xb)
         s_ab += xt.T @ yt
@@ -137,6 +138,7 @@ def streamed_hsic(
     cov_b = mb.ss - np.outer(mb.s, e)
     cov_ab = s_ab - np.outer(ma.s, e)
     # centered squared row norms: a_i = p_i - 2 xt_i.d + |d|^2 (and b_i likewise); their sums:
+    assert p_y is not None and q_x is not None
     dd, ee = float(d @ d), float(e @ e)
     trace_a = ma.p - n * dd
     trace_b = mb.p - n * ee
@@ -182,7 +184,7 @@ def iter_feature_blocks(
     for slab in iter_axis_blocks(ref.file, ref.kind, ref.name, shape, axis, step):
         if pool == "mean" and ndim > 2:
             others = tuple(a for a in range(1, ndim) if a != axis)
-            yield np.mean(slab, axis=others, dtype=np.float64)
+            yield np.asarray(np.mean(slab, axis=others, dtype=np.float64))
         else:
             yield slab.reshape(shape[0], -1).astype(np.float64)
 

@@ -50,7 +50,7 @@ class GradRef:
     def p(self) -> int:
         return int(self.shape[-1])
 
-    def same_dataset(self, other: "GradRef") -> bool:
+    def same_dataset(self, other: GradRef) -> bool:
         return os.path.realpath(self.file) == os.path.realpath(other.file) and self.name == other.name
 
 
@@ -126,7 +126,7 @@ class _Reader:
         self._cm: Any = None
         self._arr: Any = None
 
-    def __enter__(self) -> "_Reader":
+    def __enter__(self) -> _Reader:
         self._cm = open_array(self.ref.file, self.ref.kind, self.ref.name)
         self._arr = self._cm.__enter__()
         return self

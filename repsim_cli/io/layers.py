@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import re
-import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -31,7 +28,6 @@ from repsim_cli.io.arrays import (
     file_kind,
     is_numeric,
     list_arrays,
-    natural_key,
     read_array,
     suffixes,
 )
@@ -240,7 +236,7 @@ def to_matrix(arr: np.ndarray, pool: str, channel_axis: int, label: str) -> np.n
     if arr.ndim > 2 and pool == "mean":
         axis = _channel_axis(arr.ndim, channel_axis, label, arr.shape)
         others = tuple(a for a in range(1, arr.ndim) if a != axis)
-        return np.mean(arr, axis=others, dtype=np.float64)
+        return np.asarray(np.mean(arr, axis=others, dtype=np.float64))
     out = np.asarray(arr, dtype=np.float64)
     return out.reshape(out.shape[0], -1)
 

@@ -41,7 +41,7 @@ _COUNTER = itertools.count()
 
 
 def _read_only(arr: np.ndarray) -> np.ndarray:
-    view = arr.view()
+    view: np.ndarray = arr.view()
     view.flags.writeable = False
     return view
 
@@ -94,7 +94,7 @@ class MemoryScope:
     def __init__(self) -> None:
         self.tokens: list[str] = []
 
-    def __enter__(self) -> "MemoryScope":
+    def __enter__(self) -> MemoryScope:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -110,7 +110,7 @@ class MemoryScope:
     def layer_refs(self, source: Source, side: str) -> list[LayerRef]:
         """The layers one source names (see the module docstring); ``side`` names it in labels."""
         if _is_path(source):
-            return select_layers(os.fspath(source))
+            return select_layers(os.fspath(source))  # type: ignore[arg-type]
         if isinstance(source, Mapping):
             if not source:
                 raise RepsimError(f"{side}: the mapping of layers is empty")

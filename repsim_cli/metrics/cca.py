@@ -215,6 +215,7 @@ def _pwcca_pair(a: Basis, b: Basis, params: Mapping[str, Any]) -> MetricResult:
     first, other = (a, b) if params["weights"] == "a" else (b, a)
     u, rho, _ = np.linalg.svd(first.q.T @ other.q, full_matrices=False)
     rho = np.clip(rho, 0.0, 1.0)
+    assert first.proj is not None
     alpha = pwcca_weights(first.q, u, first.proj)
     value = float(np.dot(alpha, rho) / alpha.sum())
     warnings = _degenerate_warnings(a.n, a.features, b.features, "pwcca")

@@ -286,7 +286,7 @@ def prepare_minibatch(x: np.ndarray, params: Mapping[str, Any]) -> MinibatchStat
     _check_n(n, True)
     rows = min(size, n)
     count = n // rows
-    batches = []
+    batches: list[Any] = []
     for i in range(count):
         xb = x[i * rows : (i + 1) * rows]
         if params["kernel"] == "linear":

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
+
 from repsim_cli.metrics._linalg import center
 from repsim_cli.metrics.registry import Metric, MetricResult, Param, register
 

@@ -44,6 +44,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from repsim_cli.errors import RepsimError
+from repsim_cli.metrics import correlation as _correlation  # noqa: F401  (registers meanmax/matched first)
+from repsim_cli.metrics import shape as _shape  # noqa: F401  (registers procrustes first)
 from repsim_cli.metrics.cca import _degenerate_warnings, _stat, kept_components
 from repsim_cli.metrics.cka import _check_n, _ratio, hsic_scale
 from repsim_cli.metrics.registry import MetricResult, attach_moments
@@ -67,7 +69,7 @@ class Moments:
     # ------------------------------------------------------------------ building and merging
 
     @classmethod
-    def from_block(cls, *layers: np.ndarray) -> "Moments":
+    def from_block(cls, *layers: np.ndarray) -> Moments:
         """Summary of one block of rows of each layer (same rows, each an R x F_l array)."""
         mats = [np.asarray(x, dtype=np.float64) for x in layers]
         if not mats or any(x.ndim != 2 for x in mats):
@@ -79,7 +81,7 @@ class Moments:
         return cls.from_concatenated(z, splits)
 
     @classmethod
-    def from_concatenated(cls, z: np.ndarray, splits: tuple[int, ...]) -> "Moments":
+    def from_concatenated(cls, z: np.ndarray, splits: tuple[int, ...]) -> Moments:
         """Summary of a float64 block [X_1 ... X_k] (columns split at ``splits``); ``z`` is centred in place."""
         rows, f = z.shape
         k = len(splits) - 1
@@ -129,7 +131,7 @@ class Moments:
         pz = self.pz + 2.0 * dm + np.outer(t, d) + n * np.outer(c, d)
         return m2, pp, pz
 
-    def merge(self, other: "Moments") -> "Moments":
+    def merge(self, other: Moments) -> Moments:
         """Summary of the union of both row sets (Chan, Golub & LeVeque 1979, extended to P and Z)."""
         if self.splits != other.splits:
             raise ValueError(f"cannot merge summaries of different layer widths: {self.splits} vs {other.splits}")
@@ -145,12 +147,12 @@ class Moments:
 
     __add__ = merge
 
-    def select(self, *layers: int) -> "Moments":
+    def select(self, *layers: int) -> Moments:
         """The summary of some layers only (e.g. one pair of a grid): a slice, exact."""
         cols = np.concatenate([np.arange(self.splits[i], self.splits[i + 1]) for i in layers])
         widths = [self.splits[i + 1] - self.splits[i] for i in layers]
         splits = tuple(int(s) for s in np.cumsum([0] + widths))
-        idx = list(layers)
+        idx = np.asarray(layers, dtype=np.intp)
         return Moments(
             self.n, self.mean[cols], self.m2[np.ix_(cols, cols)], self.pp[np.ix_(idx, idx)],
             self.pz[np.ix_(idx, cols)], self.absmax[cols], splits,

@@ -168,7 +168,7 @@ class Metric:
         valid = ", ".join(p.name for p in self.params) or "(none)"
         raise RepsimError(f"metric {self.name}: unknown parameter {name!r}; valid parameters: {valid}")
 
-    def bind(self, **params: Any) -> "BoundMetric":
+    def bind(self, **params: Any) -> BoundMetric:
         """Fill defaults and validate parameters given as Python values."""
         values = {p.name: p.default for p in self.params}
         for key, value in params.items():

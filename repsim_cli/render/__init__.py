@@ -11,7 +11,6 @@ from repsim_cli.render.tables import (
     CORE_COLUMNS,
     FORMATS,
     choose_format,
-    envelope,
     flatten_record,
     fmt_value,
     format_params,
@@ -19,6 +18,7 @@ from repsim_cli.render.tables import (
     to_delimited,
     to_json,
 )
+from repsim_cli.results import envelope
 
 __all__ = [
     "CORE_COLUMNS",

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator
 
 
 @contextlib.contextmanager
-def progress(description: str, total: int, enabled: bool = True) -> Iterator[Optional[Callable[[int], None]]]:
+def progress(description: str, total: int, enabled: bool = True) -> Iterator[Callable[[int], None] | None]:
     """A rich progress bar on stderr (``enabled``); yields ``advance(k)`` or None (no output at all)."""
     if total <= 0 or not enabled:
         yield None
@@ -24,4 +24,8 @@ def progress(description: str, total: int, enabled: bool = True) -> Iterator[Opt
         transient=True,
     ) as bar:
         task = bar.add_task(description, total=total)
-        yield lambda k=1: bar.advance(task, k)
+
+        def advance(k: int = 1) -> None:
+            bar.advance(task, k)
+
+        yield advance

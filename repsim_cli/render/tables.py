@@ -7,18 +7,14 @@ output is one envelope ``{"repsim_version", "command", "seed", ...}``.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
-import math
-import os
-import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Sequence
 
 from repsim_cli.errors import RepsimError
-from repsim_cli.results import dumps, envelope, jsonable
+from repsim_cli.results import dumps, jsonable
 
 FORMATS = ("table", "json", "csv", "tsv")
 _EXTENSIONS = {".json": "json", ".csv": "csv", ".tsv": "tsv", ".txt": "table"}

@@ -6,7 +6,7 @@ renderable; nothing here computes a statistic.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 from repsim_cli.io.layers import split_selector
 from repsim_cli.render.tables import fmt_value
@@ -93,23 +93,9 @@ def _fmt(v: float, decimals: int) -> str:
     return text
 
 
-def grid_table(result: Any, files: Sequence[str], vmin: Optional[float] = None, vmax: Optional[float] = None) -> Any:
-    """The grid as rich text: coloured cells (viridis background), shortened labels, legend and footer.
-
-    Laid out for 80 columns: with 12 layers the labels take 8 characters and each cell 6.
-    """
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
-    import numpy as np
-
-    m = result.matrix
-    r, c = m.shape
-    lo = float(np.nanmin(m)) if vmin is None else vmin
-    hi = float(np.nanmax(m)) if vmax is None else vmax
-    span = hi - lo if hi > lo else 1.0
-    similar = result.metric.higher_is_similar
+def _grid_layout(result: Any, m: Any) -> tuple[int, int, int, int]:
+    """(decimals, value width, label width, cell width) that fit the grid in GRID_WIDTH columns."""
+    c = m.shape[1]
     markers = (1 if result.sanity is not None else 0) + (1 if result.permutations else 0)
     label_w = min(max(len(n) for n in result.row_names), 14)
     decimals = -2
@@ -121,37 +107,25 @@ def grid_table(result: Any, files: Sequence[str], vmin: Optional[float] = None, 
     vw = max(len(_fmt(v, decimals)) for v in m.ravel())
     if label_w + c * (1 + vw + markers) > GRID_WIDTH:
         label_w = max(8, GRID_WIDTH - c * (1 + vw + markers))
-    cell_w = vw + markers
     # column headers may be wider than the values when there is room
     room = (GRID_WIDTH - label_w) // c - 1
-    cell_w = max(cell_w, min(max(len(n) for n in result.col_names), room))
+    cell_w = max(vw + markers, min(max(len(n) for n in result.col_names), room))
+    return decimals, vw, label_w, cell_w
 
-    table = Table(box=None, padding=(0, 0), show_edge=False, pad_edge=False)
-    table.add_column("", justify="left", no_wrap=True, min_width=label_w, max_width=label_w)
-    for name in result.col_names:
-        table.add_column(" " + shorten(name, cell_w), justify="right", no_wrap=True, min_width=cell_w + 1)
-    for i in range(r):
-        row: list[Any] = [Text(shorten(result.row_names[i], label_w))]
-        for j in range(c):
-            v = float(m[i, j])
-            t = (v - lo) / span if similar else (hi - v) / span
-            bg = viridis_hex(t)
-            fg = "black" if t > 0.55 else "white"
-            mark = ""
-            if result.sanity is not None:
-                mark += "*" if result.sanity.best[i] == j else " "
-            if result.permutations:
-                tested = result.tested[i, j]
-                mark += "·" if tested and not result.significant[i, j] else " "
-            cell = Text(" ")
-            cell.append((_fmt(v, decimals).rjust(vw) + mark).rjust(cell_w), style=f"{fg} on {bg}")
-            row.append(cell)
-        table.add_row(*row)
 
-    names = " vs ".join(files) if len(files) > 1 else (f"{files[0]} vs itself" if files else "")
-    if len(result.metric.spec) + 2 + len(names) > GRID_WIDTH and len(files) > 1:  # long paths: one per line
-        names = f"{files[0]}\n  vs {files[1]}"
-    head = Text(f"{result.metric.spec}: {names}\nrows = A, columns = {'B' if len(files) > 1 else 'A'}; N={result.n_samples}, seed {result.seed}")
+def _cell_marks(result: Any, i: int, j: int) -> str:
+    mark = ""
+    if result.sanity is not None:
+        mark += "*" if result.sanity.best[i] == j else " "
+    if result.permutations:
+        mark += "·" if result.tested[i, j] and not result.significant[i, j] else " "
+    return mark
+
+
+def _grid_footer(result: Any, lo: float, hi: float) -> list[Any]:
+    from rich.text import Text
+
+    similar = result.metric.higher_is_similar
     legend = Text("scale ")
     for k in range(10):
         legend.append("█", style=viridis_hex(k / 9))
@@ -168,18 +142,51 @@ def grid_table(result: Any, files: Sequence[str], vmin: Optional[float] = None, 
     if result.sanity is not None:
         s = result.sanity
         footer.append(Text("* = most similar column of each row (sanity check, Kornblith et al. 2019)"))
-        footer.append(Text(
-            f"sanity check: same-index layer strictly most similar in {s.correct}/{s.rows} rows "
-            f"({s.fraction:.0%})"
-        ))
+        footer.append(Text(f"sanity check: same-index layer strictly most similar in {s.correct}/{s.rows} rows ({s.fraction:.0%})"))
     if result.permutations:
         n_sig = int(result.significant[result.tested].sum()) if result.tested.any() else 0
-        n_test = int(result.tested.sum())
         footer.append(Text(f"· = not significant: Holm-adjusted permutation p > {result.alpha:g}"))
-        footer.append(Text(
-            f"{n_sig}/{n_test} tested cells significant ({result.permutations} permutations, seed {result.seed})"
-        ))
-    return Group(head, table, *footer)
+        footer.append(Text(f"{n_sig}/{int(result.tested.sum())} tested cells significant ({result.permutations} permutations, seed {result.seed})"))
+    return footer
+
+
+def grid_table(result: Any, files: Sequence[str], vmin: float | None = None, vmax: float | None = None) -> Any:
+    """The grid as rich text: coloured cells (viridis background), shortened labels, legend and footer.
+
+    Laid out for 80 columns: with 12 layers the labels take 8 characters and each cell 6.
+    """
+    import numpy as np
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    m = result.matrix
+    lo = float(np.nanmin(m)) if vmin is None else vmin
+    hi = float(np.nanmax(m)) if vmax is None else vmax
+    span = hi - lo if hi > lo else 1.0
+    similar = result.metric.higher_is_similar
+    decimals, vw, label_w, cell_w = _grid_layout(result, m)
+    table = Table(box=None, padding=(0, 0), show_edge=False, pad_edge=False)
+    table.add_column("", justify="left", no_wrap=True, min_width=label_w, max_width=label_w)
+    for name in result.col_names:
+        table.add_column(" " + shorten(name, cell_w), justify="right", no_wrap=True, min_width=cell_w + 1)
+    for i in range(m.shape[0]):
+        row: list[Any] = [Text(shorten(result.row_names[i], label_w))]
+        for j in range(m.shape[1]):
+            v = float(m[i, j])
+            t = (v - lo) / span if similar else (hi - v) / span
+            cell = Text(" ")
+            text = (_fmt(v, decimals).rjust(vw) + _cell_marks(result, i, j)).rjust(cell_w)
+            cell.append(text, style=f"{'black' if t > 0.55 else 'white'} on {viridis_hex(t)}")
+            row.append(cell)
+        table.add_row(*row)
+    names = " vs ".join(files) if len(files) > 1 else (f"{files[0]} vs itself" if files else "")
+    if len(result.metric.spec) + 2 + len(names) > GRID_WIDTH and len(files) > 1:  # long paths: one per line
+        names = f"{files[0]}\n  vs {files[1]}"
+    sides = "B" if len(files) > 1 else "A"
+    head = Text(f"{result.metric.spec}: {names}\nrows = A, columns = {sides}; N={result.n_samples}, seed {result.seed}")
+    return Group(head, table, *_grid_footer(result, lo, hi))
+
 
 def group_test_table(doc: dict[str, Any]) -> Any:
     """Rich rendering: every pair per layer, then the per-layer (and combined) test."""
@@ -192,7 +199,7 @@ def group_test_table(doc: dict[str, Any]) -> Any:
     spec = doc["metric"] + _nondefault({"metric": doc["metric"], "params": doc["params"]})
     pairs = Table(title=f"pairwise {spec}", title_justify="left")
     for col, just in (("layer", "left"), ("pair", "left"), ("run A", "left"), ("run B", "left"), ("value", "right")):
-        pairs.add_column(col, justify=just)
+        pairs.add_column(col, justify=just)  # type: ignore[arg-type]
     for r in results:
         for kind, recs in (("within", r["within"]), ("between", r["between"])):
             for p in recs:
@@ -293,7 +300,7 @@ def inspect_table(docs: list[dict[str, Any]], constant: bool) -> Any:
         parts.append(table)
         if d["attrs"]:
             attrs = "; ".join(f"{k}={v}" for k, v in d["attrs"].items())
-            parts.append(f"attributes: {attrs}\n")
+            parts.append(f"attributes: {attrs}\n")  # type: ignore[arg-type]
     return Group(*parts)
 
 def metrics_table(entries: list[dict[str, Any]]) -> Any:

@@ -40,6 +40,7 @@ __all__ = [
     "BOOT_STREAM",
     "LABEL_STREAM",
     "BootstrapResult",
+    "_Job",
     "GroupStat",
     "GroupTestResult",
     "PermutationResult",

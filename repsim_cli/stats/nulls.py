@@ -16,14 +16,13 @@ Tibshirani, "An Introduction to the Bootstrap", 1993, ch. 13.
 
 from __future__ import annotations
 
-import itertools
 import math
 import signal
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -210,6 +209,7 @@ def _run(
     Results come back in task order whatever the completion order, so they do not depend on
     ``jobs``. Ctrl-C (or any error) terminates the workers before propagating.
     """
+    results: list[Any]
     if jobs <= 1 or len(tasks) <= 1:
         results = []
         for task, size in zip(tasks, sizes):
@@ -224,7 +224,7 @@ def _run(
     )
     try:
         futures = {executor.submit(_worker_call, method, *task): i for i, task in enumerate(tasks)}
-        results: list[Any] = [None] * len(tasks)
+        results = [None] * len(tasks)
         for fut in as_completed(futures):
             i = futures[fut]
             results[i] = fut.result()
