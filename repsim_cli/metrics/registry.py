@@ -155,6 +155,9 @@ class Metric:
     from_moments: Callable[[Any, Mapping[str, Any]], MetricResult] | None = None
     #: parameter values for which ``from_moments`` applies (None: all of them)
     moments_when: Callable[[Mapping[str, Any]], bool] | None = None
+    #: parameter values (beyond the ``choices`` of str/bool parameters, found automatically) whose
+    #: direction, symmetry, invariances or minimum N the docs should state, e.g. ({"alpha": 0.0},)
+    doc_variants: tuple[Mapping[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         unknown = set(self.invariances) - set(INVARIANCES)
