@@ -54,8 +54,9 @@ def test_compare_streams_automatically_above_max_memory(files):
     assert "details" not in results(*args)["results"][1]  # fits: in memory
     auto = results(*args, "--max-memory", "20K")["results"]  # 16 N F = 28 kB of data does not fit
     assert auto[1]["details"]["streamed"] == "features"
-    kernel = results("compare", f"{a}:l/1", f"{b}:l/1", "-m", "rsa", "--max-memory", "20K")["results"]
-    assert "details" not in kernel[0]  # no moment route: stays in memory
+    kernel = runner.invoke(app, ["compare", f"{a}:l/1", f"{b}:l/1", "-m", "rsa", "--max-memory", "20K", "-f", "json"])
+    assert "details" not in json.loads(kernel.stdout)["results"][0]  # no moment route: stays in memory, and says so
+    assert "rsa cannot stream: computing in memory (--max-samples subsamples)" in kernel.stderr
 
 
 def test_stream_refusals_are_one_line(files):

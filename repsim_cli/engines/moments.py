@@ -411,6 +411,14 @@ def choose_engine(
     if stream is False or nulls or subset or in_memory_bytes <= max_memory:
         return "memory"
     if any(not is_moment_metric(m) for m in metrics) or summary_bytes_ > max_memory:
+        from repsim_cli.errors import warn
+
+        bad = [m.spec for m in metrics if not is_moment_metric(m)]
+        why = f"{', '.join(bad)} cannot stream" if bad else "the F x F moments would not fit either"
+        warn(
+            f"the layers need about {in_memory_bytes / 2**30:.2f} GiB in memory, above max_memory "
+            f"{max_memory / 2**30:.2f} GiB, but {why}: computing in memory (max_samples subsamples)"
+        )
         return "memory"
     return "stream"
 
