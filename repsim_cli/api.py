@@ -20,7 +20,7 @@ from repsim_cli.engines import grid as grid_engine
 from repsim_cli.engines import group as group_engine
 from repsim_cli.engines import inputsim as inputsim_engine
 from repsim_cli.engines.compare import LoadOptions
-from repsim_cli.engines.moments import heatmap_with_moments, parse_bytes
+from repsim_cli.engines.moments import apply_shuffle_rows, heatmap_with_moments, parse_bytes
 from repsim_cli.errors import RepsimError, warn
 from repsim_cli.io.gradients import GradRef, find_labels, resolve_gradients, validate_gradients
 from repsim_cli.io.layers import describe_file, split_selector
@@ -91,6 +91,7 @@ def compare(
     workers: int | None = None,
     block_rows: int | None = None,
     max_memory: int | str | None = None,
+    shuffle_rows: bool = False,
 ) -> Results:
     """Similarity of two representations, layer by layer (``repsim compare``).
 
@@ -105,7 +106,8 @@ def compare(
     layers would not fit in ``max_memory``, bytes or ``"4G"``, default a quarter of RAM), in blocks
     of ``block_rows`` rows. ``engine="dask"`` computes the blocks on a dask cluster: ``scheduler``
     (``"tcp://HOST:PORT"``) or a new local cluster of ``workers`` processes; the files must be
-    readable by the workers at the same path.
+    readable by the workers at the same path. ``shuffle_rows``: minibatch CKA (``cka:minibatch=B``)
+    batches the rows in a seeded random order (``seed``) instead of consecutively.
 
     Returns :class:`~repsim_cli.results.Results` (``.value`` for a single record).
 
@@ -114,7 +116,7 @@ def compare(
     >>> round(rs.compare(x, x @ np.linalg.qr(np.random.default_rng(1).standard_normal((8, 8)))[0]).value, 12)
     1.0
     """
-    bound = _bind_all(metrics)
+    bound = apply_shuffle_rows(_bind_all(metrics), shuffle_rows, seed)
     options = _options(seed, max_samples, samples, pool, channel_axis, max_gram)
     with MemoryScope() as mem:
         a_refs, b_refs = mem.layer_refs(a, "A"), mem.layer_refs(b, "B")
@@ -154,6 +156,7 @@ def heatmap(
     scheduler: str | None = None,
     workers: int | None = None,
     block_rows: int | None = None,
+    shuffle_rows: bool = False,
 ) -> Grid:
     """Layer x layer grid of one metric (``repsim heatmap``): rows = A's layers, columns = B's.
 
@@ -170,7 +173,7 @@ def heatmap(
 
     Returns :class:`~repsim_cli.results.Grid` (``.values``, ``.rows``, ``.cols``, ``.plot()``).
     """
-    bound = _bind(metric)
+    bound = apply_shuffle_rows([_bind(metric)], shuffle_rows, seed)[0]
     budget = parse_bytes(max_memory) or compare_engine.physical_memory_bytes() // 4
     options = _options(seed, max_samples, samples, pool, channel_axis, max_gram)
     with MemoryScope() as mem:

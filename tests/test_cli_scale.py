@@ -120,3 +120,27 @@ def test_dask_refuses_in_memory_arrays():
     x = np.random.default_rng(0).standard_normal((20, 3))
     with pytest.raises(RepsimError, match="in-memory array"):
         rs.compare(x, x, "cka", engine="dask")
+
+
+def test_shuffle_rows_is_seeded_and_the_same_on_every_engine(files):
+    """--shuffle-rows: minibatch CKA over a seeded row order; streamed = in memory; --seed changes it."""
+    a, b = files
+    args = ["compare", f"{a}:l/1", f"{b}:l/1", "-m", "cka:minibatch=30", "-m", "cka:minibatch=16,kernel=rbf"]
+    plain = results(*args, "--no-stream")["results"]
+    memory = results(*args, "--shuffle-rows", "--seed", "5", "--no-stream")["results"]
+    streamed = results(*args, "--shuffle-rows", "--seed", "5", "--stream", "--block-rows", "40")["results"]
+    other = results(*args, "--shuffle-rows", "--seed", "6", "--no-stream")["results"]
+    for p, m, s, o in zip(plain, memory, streamed, other):
+        assert m["params"]["shuffle"] == 5 and p["params"]["shuffle"] == -1
+        assert s["value"] == pytest.approx(m["value"], rel=1e-12, abs=1e-14)
+        assert m["value"] != p["value"] and m["value"] != o["value"]
+
+
+def test_shuffled_minibatch_permutation_fast_path(rng):
+    from repsim_cli.metrics import parse_metric
+
+    x, y = offset_pair(rng, 50, 3, 4)
+    metric = parse_metric("cka:minibatch=12,shuffle=3")
+    perm = rng.permutation(50)
+    fast = metric.pair(metric.permute(metric.prepare(x), perm), metric.prepare(y))
+    assert fast.value == pytest.approx(metric.compute(x[perm], y).value, abs=1e-14)

@@ -28,3 +28,6 @@ BlockRowsOpt: int | None = typer.Option(
 MaxMemoryOpt: str | None = typer.Option(
     None, "--max-memory", help="Memory budget, e.g. 4G or 512M (default: a quarter of physical RAM): above it, moment metrics stream."
 )
+ShuffleRowsOpt: bool = typer.Option(
+    False, "--shuffle-rows", help="Minibatch CKA (cka:minibatch=B) batches the rows in a random order seeded by --seed, instead of consecutively."
+)

@@ -8,7 +8,7 @@ import typer
 
 from repsim_cli import api
 from repsim_cli.cli._app import app, handle_errors, info, to_flags
-from repsim_cli.cli._scale_opts import BlockRowsOpt, EngineOpt, MaxMemoryOpt, SchedulerOpt, StreamOpt, WorkersOpt
+from repsim_cli.cli._scale_opts import BlockRowsOpt, EngineOpt, MaxMemoryOpt, SchedulerOpt, ShuffleRowsOpt, StreamOpt, WorkersOpt
 from repsim_cli.cli.common import (
     ChannelAxisOpt,
     FormatOpt,
@@ -78,6 +78,7 @@ def compare(
     scheduler: str | None = SchedulerOpt,
     workers: int | None = WorkersOpt,
     block_rows: int | None = BlockRowsOpt,
+    shuffle_rows: bool = ShuffleRowsOpt,
     max_memory: str | None = MaxMemoryOpt,
 ) -> None:
     """Compare two representations: A and B are files or FILE:LAYER selectors.
@@ -91,7 +92,7 @@ def compare(
         a, b, list(metric), permutations=permutations, bootstrap=bootstrap, ci=ci, seed=seed,
         max_samples=max_samples, samples=samples, pool=pool, channel_axis=channel_axis, stream=stream,
         progress=sys.stderr.isatty(), details=details, jobs=jobs, max_gram=max_gram, engine=engine,
-        scheduler=scheduler, workers=workers, block_rows=block_rows, max_memory=max_memory,
+        scheduler=scheduler, workers=workers, block_rows=block_rows, max_memory=max_memory, shuffle_rows=shuffle_rows,
     )
     records = results.to_dicts()
     emit(results.to_dict(), records, fmt, output, protected, lambda: compare_table(records, seed))

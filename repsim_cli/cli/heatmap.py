@@ -10,7 +10,7 @@ import typer
 
 from repsim_cli import api
 from repsim_cli.cli._app import app, handle_errors, info, warning
-from repsim_cli.cli._scale_opts import BlockRowsOpt, EngineOpt, SchedulerOpt, StreamOpt, WorkersOpt
+from repsim_cli.cli._scale_opts import BlockRowsOpt, EngineOpt, SchedulerOpt, ShuffleRowsOpt, StreamOpt, WorkersOpt
 from repsim_cli.cli.common import (
     ChannelAxisOpt,
     FormatOpt,
@@ -79,6 +79,7 @@ def heatmap(
     scheduler: str | None = SchedulerOpt,
     workers: int | None = WorkersOpt,
     block_rows: int | None = BlockRowsOpt,
+    shuffle_rows: bool = ShuffleRowsOpt,
     seed: int = SeedOpt,
     max_samples: int | None = MaxSamplesOpt,
     samples: str | None = SamplesOpt,
@@ -109,7 +110,7 @@ def heatmap(
     grid = api.heatmap(
         a, b, metric, permutations=permutations, alpha=alpha, seed=seed, max_samples=max_samples, samples=samples,
         pool=pool, channel_axis=channel_axis, max_gram=max_gram, max_memory=max_memory, progress=sys.stderr.isatty(),
-        stream=stream, engine=engine, scheduler=scheduler, workers=workers, block_rows=block_rows,
+        stream=stream, engine=engine, scheduler=scheduler, workers=workers, block_rows=block_rows, shuffle_rows=shuffle_rows,
     )
     _write_outputs(grid, plan, [split_selector(x)[0] for x in (a, b) if x is not None], protected, annotate, vmin, vmax)
 

@@ -90,6 +90,17 @@ def read_rows(src: Source, start: int, stop: int) -> np.ndarray:
     return mat
 
 
+def read_selected_rows(src: Source, rows: np.ndarray) -> np.ndarray:
+    """Some rows of a layer, in the order given (read sorted, then reordered), as a float64 matrix, checked finite."""
+    from repsim_cli.io.arrays import read_array
+    from repsim_cli.io.layers import to_matrix
+
+    mat = to_matrix(read_array(src.file, src.kind, src.name, rows), src.pool, src.channel_axis, src.label)
+    if not np.isfinite(mat).all():
+        raise RepsimError(f"{src.label} (shape {src.shape}): NaN or infinite values in the data")
+    return mat
+
+
 def block_moments(sources: Sequence[Source], start: int, stop: int, buffer: np.ndarray | None = None) -> Moments:
     """Summary of rows [start, stop) of every layer (the unit of work of every engine).
 
@@ -191,7 +202,13 @@ def minibatch_sums(sources: Sequence[Source], start: int, stop: int, params: Map
 
     size = int(params["minibatch"])
     full = {**params, "minibatch": 0, "debiased": True}
-    x, y = (read_rows(s, start, stop) for s in sources)
+    if params.get("shuffle", -1) >= 0:  # positions start:stop of the seeded row order
+        from repsim_cli.metrics.cka import shuffled_order
+
+        rows = shuffled_order(sources[0].n, int(params["shuffle"]))[start:stop]
+        x, y = (read_selected_rows(s, rows) for s in sources)
+    else:
+        x, y = (read_rows(s, start, stop) for s in sources)
     out = MinibatchSums()
     for b0 in range(0, (stop - start) // size * size, size):
         pa, pb = _kernel_prepare(x[b0 : b0 + size], full), _kernel_prepare(y[b0 : b0 + size], full)
@@ -609,3 +626,20 @@ def heatmap_with_moments(
                 cluster.close()
     runner = MomentRunner("stream", None, rows)
     return stream_grid(row_refs, col_refs, metric, options.pool, options.channel_axis, runner, progress)
+
+
+def apply_shuffle_rows(metrics: Sequence[Any], shuffle_rows: bool, seed: int) -> list[Any]:
+    """``shuffle_rows``: minibatch CKA batches rows in a seeded order (``shuffle=seed``); other metrics unchanged."""
+    if not shuffle_rows:
+        return list(metrics)
+    out, hit = [], False
+    for m in metrics:
+        if m.name == "cka" and m.params.get("minibatch") and m.params.get("shuffle", -1) < 0:
+            m = m.metric.bind(**{**m.params, "shuffle": int(seed)})
+            hit = True
+        out.append(m)
+    if not hit:
+        from repsim_cli.errors import warn
+
+        warn("shuffle_rows only changes minibatch CKA (cka:minibatch=B); no such metric was given")
+    return out

@@ -270,7 +270,7 @@ def _hsic_pair(a: Any, b: Any, params: Mapping[str, Any]) -> MetricResult:
 class MinibatchState:
     """Per-side work for minibatch CKA: one prepared state (unbiased HSIC) per batch of B rows."""
 
-    x: np.ndarray  # the float64 rows (permutation nulls re-batch them)
+    x: np.ndarray  # the float64 rows as given, before any shuffle (permutation nulls re-batch them)
     batches: list[Any]  # LinearState or GramState (U-centred) per batch
     rows: int  # B (or N when N < B)
     dropped: int  # N mod B trailing rows not used
@@ -284,6 +284,9 @@ def prepare_minibatch(x: np.ndarray, params: Mapping[str, Any]) -> MinibatchStat
     if size < 4:
         raise RepsimError(f"cka: minibatch={size} rows; the unbiased HSIC of a minibatch needs at least 4 (or 0: full batch)")
     _check_n(n, True)
+    given = x
+    if params.get("shuffle", -1) >= 0:  # seeded row order (the same on both sides: rows stay paired)
+        x = x[shuffled_order(n, int(params["shuffle"]))]
     rows = min(size, n)
     count = n // rows
     batches: list[Any] = []
@@ -293,7 +296,12 @@ def prepare_minibatch(x: np.ndarray, params: Mapping[str, Any]) -> MinibatchStat
             batches.append(prepare_linear(xb))
         else:
             batches.append(prepare_rbf(xb, params["sigma"], params["median"], True))
-    return MinibatchState(x, batches, rows, n - count * rows)
+    return MinibatchState(given, batches, rows, n - count * rows)
+
+
+def shuffled_order(n: int, seed: int) -> np.ndarray:
+    """The row order of ``cka:minibatch=B,shuffle=SEED``: a seeded permutation of range(n)."""
+    return np.random.default_rng(seed).permutation(n)
 
 
 def minibatch_pair(a: MinibatchState, b: MinibatchState) -> MetricResult:
@@ -369,11 +377,19 @@ MINIBATCH = Param(
     minimum=0,
 )
 
+SHUFFLE = Param(
+    "shuffle",
+    int,
+    -1,
+    "with minibatch: seed of a row shuffle before batching (--shuffle-rows sets it to --seed); -1: consecutive rows",
+    minimum=-1,
+)
+
 CKA = register(
     Metric(
         name="cka",
         summary="centered kernel alignment (linear or RBF, optionally debiased or minibatch)",
-        params=KERNEL_PARAMS + (MINIBATCH,),
+        params=KERNEL_PARAMS + (MINIBATCH, SHUFFLE),
         higher_is_similar=True,
         symmetric=True,
         invariances=frozenset({"orthogonal", "isotropic_scaling", "permutation", "translation"}),
