@@ -26,7 +26,7 @@ BlockRowsOpt: int | None = typer.Option(
     None, "--block-rows", help="Rows per block when streaming (default: about 64 MiB of float64 rows, within --max-memory)."
 )
 MaxMemoryOpt: str | None = typer.Option(
-    None, "--max-memory", help="Memory budget, e.g. 4G or 512M (default: a quarter of physical RAM): above it, moment metrics stream."
+    None, "--max-memory", help="Memory budget: 4G, 512M, or a number of GiB (default: a quarter of physical RAM); above it, moment metrics stream."
 )
 ShuffleRowsOpt: bool = typer.Option(
     False, "--shuffle-rows", help="Minibatch CKA (cka:minibatch=B) batches the rows in a random order seeded by --seed, instead of consecutively."
