@@ -75,6 +75,7 @@ PARAM_FLAGS = {
     "bootstrap": "--bootstrap", "alpha": "--alpha", "rcond": "--rcond", "threshold": "--threshold",
     "seed": "--seed", "jobs": "--jobs", "ci": "--ci", "format": "--format", "null": "--null",
     "chance": "--chance",
+    "block_rows": "--block-rows", "shuffle_rows": "--shuffle-rows",
 }
 _UNDERSCORED = re.compile(r"(?<![\w.:=-])(" + "|".join(k for k in PARAM_FLAGS if "_" in k) + r")\b")
 _PLAIN = re.compile(

@@ -8,6 +8,7 @@ import typer
 
 from repsim_cli import api
 from repsim_cli.cli._app import app, handle_errors, info, to_flags
+from repsim_cli.cli._scale_opts import BlockRowsOpt, EngineOpt, MaxMemoryOpt, SchedulerOpt, ShuffleRowsOpt, StreamOpt, WorkersOpt
 from repsim_cli.cli.common import (
     ChannelAxisOpt,
     FormatOpt,
@@ -34,6 +35,10 @@ EPILOG = """
 * `repsim compare a.h5 b.h5 -m cka:debiased=true --permutations 999 --bootstrap 1000 --seed 7 -f json`
 
 * `repsim compare a.h5 b.h5 -m cka --fail-below 0.8` (CI gate: exit 1 if any value < 0.8)
+
+* `repsim compare big_a.h5 big_b.h5 -m cka -m cca --stream --block-rows 65536` (files larger than RAM: one pass)
+
+* `repsim compare big_a.zarr big_b.zarr -m cka --engine dask --scheduler tcp://10.0.0.5:8786` (files visible to the workers)
 
 Metrics and their parameters: `repsim metrics`.
 """
@@ -74,12 +79,13 @@ def compare(
     pool: str = PoolOpt,
     channel_axis: int = ChannelAxisOpt,
     max_gram: int = MaxGramOpt,
-    stream: bool | None = typer.Option(
-        None,
-        "--stream/--no-stream",
-        help="Linear CKA only: never hold a layer in memory (row blocks into F x F moments, or column blocks into "
-        "N x N Grams for layers wider than N). Default: automatic when the layers would not fit in half the RAM.",
-    ),
+    stream: bool | None = StreamOpt,
+    engine: str = EngineOpt,
+    scheduler: str | None = SchedulerOpt,
+    workers: int | None = WorkersOpt,
+    block_rows: int | None = BlockRowsOpt,
+    shuffle_rows: bool = ShuffleRowsOpt,
+    max_memory: str | None = MaxMemoryOpt,
 ) -> None:
     """Compare two representations: A and B are files or FILE:LAYER selectors.
 
@@ -91,7 +97,8 @@ def compare(
     results = api.compare(
         a, b, list(metric), permutations=permutations, bootstrap=bootstrap, ci=ci, seed=seed,
         max_samples=max_samples, samples=samples, pool=pool, channel_axis=channel_axis, stream=stream,
-        progress=sys.stderr.isatty(), details=details, jobs=jobs, max_gram=max_gram, chance=chance,
+        progress=sys.stderr.isatty(), details=details, jobs=jobs, max_gram=max_gram, engine=engine,
+        scheduler=scheduler, workers=workers, block_rows=block_rows, max_memory=max_memory, shuffle_rows=shuffle_rows, chance=chance,
     )
     records = results.to_dicts()
     emit(results.to_dict(), records, fmt, output, protected, lambda: compare_table(records, seed))

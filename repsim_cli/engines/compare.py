@@ -361,10 +361,17 @@ def compare_layers(
     jobs: int = 1,
     stream: bool | None = None,
     progress: Progress | None = None,
+    engine: str = "local",
+    scheduler: str | None = None,
+    workers: int | None = None,
+    block_rows: int | None = None,
+    max_memory: int | None = None,
     chance: bool = False,
 ) -> list[dict[str, Any]]:
     """Records for every (pair, metric): streamed when asked or when the layers would not fit, else in memory.
 
+    Streaming (row blocks into merged moments, :mod:`repsim_cli.engines.moments`) runs locally or,
+    with ``engine="dask"``, on a dask cluster (``scheduler`` or a new LocalCluster of ``workers``).
     ``chance``: exact permutation moments of cka/hsic in each record (needs the data in memory).
     """
     if permutations < 0 or bootstrap < 0:
@@ -383,8 +390,17 @@ def compare_layers(
                 "chance is available for cka and hsic (biased estimators) only, not "
                 + ", ".join(m.spec for m in metrics) + "; use permutations or a cka/hsic metric"
             )
-    if should_stream(pairs, metrics, options, bool(permutations or bootstrap or chance), stream):
-        return compare_streamed(pairs, metrics, options, progress=progress)
+        if stream:
+            raise RepsimError("chance needs the data in memory; it cannot be combined with stream")
+    from repsim_cli.engines.moments import compare_with_moments
+
+    streamed = None if chance else compare_with_moments(
+        pairs, metrics, options, nulls=bool(permutations or bootstrap), stream=stream, engine=engine,
+        scheduler=scheduler, workers=workers, block_rows=block_rows, max_memory=max_memory, details=details,
+        progress=progress,
+    )
+    if streamed is not None:
+        return streamed
     return compare_pairs(
         pairs, metrics, options, details=details, permutations=permutations, bootstrap=bootstrap,
         ci=ci, jobs=jobs, progress=progress, chance=chance,

@@ -268,3 +268,5 @@ register_format(ArrayFormat("npz", (".npz",), _list_npz, _open_npz, sliceable=Fa
 
 # formats in their own modules (heavy imports happen only when such a file is opened)
 from repsim_cli.io import torch_formats as _torch_formats  # noqa: E402,F401
+# Optional formats in their own modules (their packages are imported only when such a file is opened).
+from repsim_cli.io import zarr_format  # noqa: E402,F401

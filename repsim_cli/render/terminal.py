@@ -335,7 +335,7 @@ def metrics_table(entries: list[dict[str, Any]]) -> Any:
             f"{p['name']}=" + ("|".join(_fmt_param(c) for c in p["choices"]) if p["choices"] else p["type"]) + f" ({_fmt_param(p['default'])})"
             for p in e["params"]
         )
-        kind = f"{e['kind']}\nsymmetric: {e['symmetry']}"
+        kind = f"{e['kind']}\nsymmetric: {e['symmetry']}" + (f"\nstreams: {e['streamable_note']}" if 'streamable_note' in e else "")
         table.add_row(
             f"{e['name']}\n{e['summary']}",
             params or "-",
