@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from repsim_cli.errors import RepsimError
-from repsim_cli.metrics._linalg import as_float64, center
+from repsim_cli.metrics._linalg import prescaled
 from repsim_cli.metrics.cka import squared_distances
 from repsim_cli.metrics.registry import Metric, MetricResult, Param, register
 
@@ -39,7 +39,9 @@ def rdm(x: np.ndarray, kind: str = "correlation", center_columns: bool = True) -
     its features; a row with no variance gets correlation 0 with every other row).
     ``euclidean``: ||x_i - x_j||_2.
     """
-    xc = center(x) if center_columns else np.array(as_float64(x), copy=True)
+    # x / s with s an exact power of two: no overflow at 1e300, no underflow at 1e-300; the RDM of
+    # euclidean distances is then that of x divided by s, which rank and Pearson comparisons ignore
+    xc = prescaled(x, center_columns)
     if kind == "correlation":
         xc -= xc.mean(axis=1, keepdims=True)
         norms = np.linalg.norm(xc, axis=1)
@@ -191,13 +193,15 @@ def nearest_neighbors(x: np.ndarray, k: int, center_rows: bool = False) -> np.nd
     Rows with zero norm have cosine similarity 0 with everything. Computed in row blocks:
     memory O(block * N), never N x N.
     """
-    z = center(x) if center_rows else np.array(as_float64(x), copy=True)
+    if x.ndim != 2:
+        raise ValueError(f"expected a 2-D N x F array, got shape {x.shape}")
+    z = prescaled(x, center_rows)  # x / s, max |entry| in [0.5, 1): cosines are scale free
     n = z.shape[0]
     if not 1 <= k < n:
         raise RepsimError(f"knn: k must satisfy 1 <= k < N (N={n} inputs), got k={k}; lower k or use more inputs")
     norms = np.linalg.norm(z, axis=1)
     dead = norms == 0.0
-    if dead.all() or not np.any(norms > 1e-12 * float(np.abs(x).max(initial=0.0)) * np.sqrt(z.shape[1])):
+    if dead.all() or not np.any(norms > 1e-12 * np.sqrt(z.shape[1])):
         raise RepsimError(
             f"knn: every row of this {n} x {z.shape[1]} layer is zero{' after centering (rank 0)' if center_rows else ''}: "
             "cosine similarities are undefined"
