@@ -97,3 +97,12 @@ def test_nan_input_is_an_error_not_a_nan_value() -> None:
             value = m.compute(x, y).value
             assert np.isfinite(value)  # a finite value from NaN input would also fail here
             raise ValueError("accepted NaN input")
+
+
+@pytest.mark.parametrize("metric", [m for m in BOUND if {"isotropic_scaling", "translation"} <= m.invariances],
+                         ids=lambda m: m.spec)
+def test_offset_near_the_largest_float(metric: BoundMetric) -> None:
+    """Column sums of values near 1e308 overflow: the mean is taken after an exact rescaling."""
+    x, y = data(max(40, metric.min_n + 5))
+    reference = metric.compute(x, y).value
+    assert metric.compute(x * 2.0**1015 + 2.0**1022, y).value == pytest.approx(reference, abs=1e-8)

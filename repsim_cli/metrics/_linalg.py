@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 
@@ -76,24 +78,64 @@ def power_of_two_scale(x: np.ndarray) -> float:
     return float(np.ldexp(1.0, int(exponent)))
 
 
-def scaled_center(x: np.ndarray) -> tuple[np.ndarray, float]:
-    """Column-centered float64 copy of ``x / s`` and the factor ``s`` (a power of two).
+@dataclass
+class Centered:
+    """Column-centered float64 data divided by an exact power of two (see :func:`scaled_center`)."""
 
-    The data are divided by :func:`power_of_two_scale` *before* centering, so neither the mean
-    (a sum of N values) nor any later product (squares, Gram entries, covariances) can overflow
-    at 1e300 or underflow at 1e-300; scale-invariant indexes then never need ``s``, and scale-
-    dependent ones (linear HSIC) multiply it back at the very end. Centering is the two-pass
-    :func:`center` (float64 before subtracting, the second pass removes the first's rounding).
+    xc: np.ndarray  # (x - column means) / scale
+    scale: float  # a power of two (1.0 for ordinary data)
+    norm: float  # ||xc||_F
+    constant: bool  # every column constant up to rounding, relative to the data's own magnitude
+
+
+#: ||xc||_F is kept within [2^-240, 2^240], so 4th powers (CKA's ||Xc^T Xc||_F^2) stay normal floats
+_LOW, _HIGH = 2.0**-240, 2.0**240
+
+
+def scaled_center(x: np.ndarray) -> Centered:
+    """Center ``x`` in float64 and, only when needed, divide it by an exact power of two.
+
+    Ordinary activations cost the floor's passes (column means, one subtracting copy, a
+    second mean, the norm): the second centering pass is applied only when the first left a
+    residual mean above 1e-13 of the typical entry (large offsets, e.g. 1e4 +- 1 in float32),
+    since a residual mean changes second moments only at second order. When ||Xc||_F leaves
+    [2^-240, 2^240] (activations of magnitude 1e300 or 1e-300) the data are divided by a power
+    of two -- exact, so no index that is invariant to scaling changes -- and neither squares,
+    Gram entries, covariances nor their squares can overflow or underflow; scale-dependent
+    indexes (linear HSIC) multiply ``scale`` back at the very end. ``constant`` is relative:
+    ||Xc||_F <= N eps sqrt(F) max|column mean|, the residue centering leaves on constant columns.
     """
     x = np.asarray(x)
     if x.ndim != 2:
         raise ValueError(f"expected a 2-D N x F array, got shape {x.shape}")
-    s = power_of_two_scale(x)
-    xc = np.multiply(x, 1.0 / s, dtype=np.float64)  # exact: 1/s is a power of two
-    mean = xc.mean(axis=0)
-    xc -= mean
-    xc -= xc.mean(axis=0)
-    return xc, s
+    n, f = x.shape
+    scale = 1.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = x.mean(axis=0, dtype=np.float64)
+    if not np.all(np.isfinite(mean)):  # NaN/inf inputs, or a sum of N values near 1e308
+        scale = power_of_two_scale(x)  # raises on NaN/inf
+        x = np.multiply(x, 1.0 / scale, dtype=np.float64)
+        mean = x.mean(axis=0)
+    xc = np.subtract(x, mean, dtype=np.float64)
+    mean2 = xc.mean(axis=0)
+    with np.errstate(over="ignore", under="ignore"):
+        norm = float(np.linalg.norm(xc))
+    if not _LOW <= norm <= _HIGH or np.max(np.abs(mean2), initial=0.0) > 1e-13 * norm / np.sqrt(max(n * f, 1)):
+        xc -= mean2
+        if not 2.0**-450 < norm < np.inf:  # squares may have under/overflowed: rescale by max |entry| first
+            s = power_of_two_scale(xc)
+            xc *= 1.0 / s
+            scale *= s
+        with np.errstate(over="ignore", under="ignore"):
+            norm = float(np.linalg.norm(xc))
+        if norm > 0.0 and not _LOW <= norm <= _HIGH:
+            s = float(np.ldexp(1.0, int(np.frexp(norm)[1])))
+            xc *= 1.0 / s
+            scale *= s
+            norm = float(np.linalg.norm(xc))
+    top_mean = float(np.max(np.abs(mean), initial=0.0)) / scale
+    constant = not norm > n * _EPS * np.sqrt(f) * top_mean if top_mean > 0.0 else not norm > 0.0
+    return Centered(xc, scale, norm, constant)
 
 
 def prescaled(x: np.ndarray, center_columns: bool = True) -> np.ndarray:
@@ -102,22 +144,9 @@ def prescaled(x: np.ndarray, center_columns: bool = True) -> np.ndarray:
     For indexes that are invariant to scaling each side (their value never needs ``s``).
     """
     if center_columns:
-        return scaled_center(x)[0]
+        return scaled_center(x).xc
     x = np.asarray(x)
     return np.multiply(x, 1.0 / power_of_two_scale(x), dtype=np.float64)
-
-
-def is_constant(xc: np.ndarray, norm: float | None = None) -> bool:
-    """Whether data prepared by :func:`scaled_center` (raw max|x/s| < 1) are constant up to rounding.
-
-    Centering a constant column of magnitude <= 1 leaves residue of a few eps per entry; the
-    test ||Xc||_F <= N * eps * sqrt(F) is relative to the data's scale (here 1), never absolute.
-    """
-    if xc.size == 0:
-        return True
-    n, f = xc.shape
-    norm = float(np.linalg.norm(xc)) if norm is None else norm
-    return not norm > n * _EPS * np.sqrt(f)
 
 
 def wide_factor(xc: np.ndarray) -> np.ndarray:

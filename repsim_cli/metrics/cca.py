@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from repsim_cli.errors import RepsimError
-from repsim_cli.metrics._linalg import is_constant, left_svd, rank_tolerance, scaled_center
+from repsim_cli.metrics._linalg import left_svd, rank_tolerance, scaled_center
 from repsim_cli.metrics.registry import Metric, MetricResult, Param, register
 
 
@@ -50,10 +50,11 @@ def _svd_basis(x: np.ndarray, keep_proj: bool = False, keep_xc: bool = False) ->
     When F > N the SVD is of the N x N factor of a thin QR of Xc^T (same U and s, O(N^2 F)),
     so wide layers cost what min(N, F) implies. Singular values are of x / scale.
     """
-    xc, _ = scaled_center(x)
+    centered = scaled_center(x)
+    xc = centered.xc
     n, f = xc.shape
     # a constant layer leaves only rounding residue after centering (relative to its own scale)
-    if is_constant(xc):
+    if centered.constant:
         raise RepsimError(
             f"a {n} x {f} layer has rank 0 after centering (every column is constant): "
             "canonical correlations are undefined"

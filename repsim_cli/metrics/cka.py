@@ -22,7 +22,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from repsim_cli.errors import RepsimError
-from repsim_cli.metrics._linalg import is_constant, scaled_center
+from repsim_cli.metrics._linalg import scaled_center
 from repsim_cli.metrics.registry import Metric, MetricResult, Param, register
 
 
@@ -50,9 +50,10 @@ def prepare_linear(x: np.ndarray) -> LinearState:
     A layer that is constant up to rounding (relative to its own magnitude) gets exact zeros,
     so CKA reports rank 0 and HSIC is 0, at any scale (1e-300 as 1e300).
     """
-    xc, scale = scaled_center(x)
+    centered = scaled_center(x)
+    xc, scale = centered.xc, centered.scale
     n, f = xc.shape
-    if is_constant(xc):
+    if centered.constant:
         xc[:] = 0.0
     sq = np.einsum("ij,ij->i", xc, xc)
     if f > n:
@@ -161,7 +162,8 @@ def rbf_gram(x: np.ndarray, sigma: float = 0.4, median: str = "all") -> tuple[np
     ``median='pairs'``: s = sigma * median of the N(N-1)/2 distances d_ij, i < j.
     Distances are computed on column-centered float64 data (they are translation invariant).
     """
-    xc, scale = scaled_center(x)  # distances of x / scale: no overflow at 1e300, no underflow at 1e-300
+    centered = scaled_center(x)  # distances of x / scale: no overflow at 1e300, no underflow at 1e-300
+    xc, scale = centered.xc, centered.scale
     n = xc.shape[0]
     d2 = squared_distances(xc)
     if median == "all":

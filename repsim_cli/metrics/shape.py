@@ -27,7 +27,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from repsim_cli.errors import RepsimError
-from repsim_cli.metrics._linalg import is_constant, scaled_center, wide_factor
+from repsim_cli.metrics._linalg import scaled_center, wide_factor
 from repsim_cli.metrics.registry import Metric, MetricResult, Param, register
 
 
@@ -41,10 +41,10 @@ class Shape:
 
 
 def _shape_prepare(x: np.ndarray, params: Mapping[str, Any]) -> Shape:
-    xc, _ = scaled_center(x)
+    centered = scaled_center(x)
+    xc, norm = centered.xc, centered.norm
     n, f = xc.shape
-    norm = float(np.linalg.norm(xc))
-    if is_constant(xc, norm):
+    if centered.constant:
         raise RepsimError(f"procrustes: a {n} x {f} layer is constant after centering (rank 0); its shape is undefined")
     if f > n:  # every quantity below depends on Xc only through Xc Xc^T
         xc = wide_factor(xc)
