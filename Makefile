@@ -7,17 +7,26 @@ REPSIM := $(BIN)/repsim
 S      := sample_data
 OUT    := demo-output
 
-.PHONY: demo test bench sample-data readme venv clean
+# every extra, so the whole suite (capture, dask, catalog) runs; torch 2.13.0 is the CPU build
+EXTRAS := test,plot,lint,torch,hf,dask,catalog
+TORCH  := torch==2.13.0
+
+.PHONY: demo test lint bench sample-data readme venv clean
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test,plot]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH)"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[$(EXTRAS)]"
 	@touch $(STAMP)
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/ruff check repsim_cli
+	$(BIN)/mypy
 
 demo: venv
 	@mkdir -p $(OUT)

@@ -57,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.n, args.f, args.layers, args.repeat = 600, 64, 4, 1
 
-    from repsim_cli.engine import LoadOptions
-    from repsim_cli.grid import compute_grid, grid_from_layers
-    from repsim_cli.loading import Layer, LayerRef, select_layers
+    from repsim_cli.engines.compare import LoadOptions
+    from repsim_cli.engines.grid import compute_grid, grid_from_layers
+    from repsim_cli.io.layers import Layer, LayerRef, select_layers
     from repsim_cli.metrics import parse_metric
 
     n, f, count = args.n, args.f, args.layers

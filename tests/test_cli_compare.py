@@ -211,7 +211,7 @@ def test_inspect_table_and_json():
     layer1 = next(d for d in f["datasets"] if d["name"] == "layers/1")
     import h5py
 
-    from repsim_cli.loading import count_constant_columns
+    from repsim_cli.io.layers import count_constant_columns
 
     with h5py.File(path) as h5:
         expected = count_constant_columns(h5["layers/1"][()])
@@ -324,7 +324,7 @@ def test_usage_errors_are_one_line_exit_2(args, message):
 
 
 def test_an_unanticipated_error_is_one_line_exit_2(pair_files, monkeypatch):
-    from repsim_cli import engine
+    from repsim_cli.engines import compare as engine
 
     def boom(*args, **kwargs):
         raise ValueError("something nobody foresaw")

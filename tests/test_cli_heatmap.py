@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from repsim_cli.cli import app
-from repsim_cli.cli.heatmap import grid_table, shorten, viridis_hex
-from repsim_cli.plotting import pixel_size
+from repsim_cli.render.terminal import grid_table, shorten, viridis_hex
+from repsim_cli.render.images import pixel_size
 
 from conftest import SAMPLE, write_h5
 

@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from repsim_cli import stats
-from repsim_cli.engine import LoadOptions, compare_pairs
+from repsim_cli.engines.compare import LoadOptions, compare_pairs
 from repsim_cli.errors import RepsimError
-from repsim_cli.grid import (
+from repsim_cli.engines.grid import (
     check_memory,
     compute_grid,
     count_cells,
@@ -24,7 +24,7 @@ from repsim_cli.grid import (
     identity_value,
     sanity_check,
 )
-from repsim_cli.loading import Layer, LayerRef, select_layers
+from repsim_cli.io.layers import Layer, LayerRef, select_layers
 from repsim_cli.metrics import REGISTRY, BoundMetric, parse_metric
 
 from conftest import SAMPLE, write_h5
@@ -350,10 +350,10 @@ def test_memory_estimate_and_refusal(tmp_path, rng):
     if _available("rsa"):
         rsa = parse_metric("rsa")
         assert estimate_memory(1000, [10], rsa) == 16 * 1000 * 10 + 8 * 1000**2
-        with pytest.raises(RepsimError, match="--max-memory"):
+        with pytest.raises(RepsimError, match="max_memory"):
             check_memory(20000, [64] * 12, rsa, 8.0)  # 12 x 3.2 GB of RDMs
     a = write_h5(tmp_path / "a.h5", {f"l{i}": rng.standard_normal((50, 4)) for i in range(3)})
-    with pytest.raises(RepsimError, match=r"--max-memory 1e-06 GiB"):
+    with pytest.raises(RepsimError, match=r"max_memory 1e-06 GiB"):
         compute_grid(select_layers(str(a)), None, parse_metric("cka"), LoadOptions(), max_memory_gib=1e-6)
 
 
@@ -361,5 +361,5 @@ def test_max_gram_refused_before_loading(tmp_path, rng):
     if not _available("rsa"):
         pytest.skip("rsa not registered")
     a = write_h5(tmp_path / "a.h5", {f"l{i}": rng.standard_normal((50, 4)) for i in range(2)})
-    with pytest.raises(RepsimError, match="--max-gram"):
+    with pytest.raises(RepsimError, match="max_gram"):
         compute_grid(select_layers(str(a)), None, parse_metric("rsa"), LoadOptions(max_gram=10))

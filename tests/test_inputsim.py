@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from repsim_cli.errors import RepsimError
-from repsim_cli.inputsim import (
+from repsim_cli.engines.inputsim import (
     attach_labels,
     column_blocks,
     find_labels,
@@ -283,7 +283,7 @@ def test_singular_jacobian_error_and_rcond(tmp_path, rng):
     j = rng.standard_normal((5, 2, 20))
     j[3, 1] = 2.0 * j[3, 0]  # rank 1: K(x3, x3) singular
     path = h5(tmp_path / "s.h5", grads=j)
-    with pytest.raises(RepsimError, match=r"singular .*0-based: 3\b.*--rcond"):
+    with pytest.raises(RepsimError, match=r"singular .*0-based: 3\b.*rcond"):
         input_similarity(resolve_gradients(str(path)))
     res = input_similarity(resolve_gradients(str(path)), rcond=1e-8, keep_kernel=True, include_self=True)
     assert res.kernel[3, 3] == pytest.approx(0.5, abs=1e-12)  # projector of rank 1: tr / d
@@ -330,9 +330,9 @@ def test_bad_arguments(tmp_path, rng):
         input_similarity(ga, threshold=1.5)
     with pytest.raises(RepsimError, match="alpha"):
         input_similarity(ga, alpha=0.0)
-    with pytest.raises(RepsimError, match="top-k 5 is larger"):
+    with pytest.raises(RepsimError, match="top_k 5 is larger"):
         input_similarity(ga, top_k=5)
-    with pytest.raises(RepsimError, match="rotation needs"):
+    with pytest.raises(RepsimError, match="rotation multi-output form needs"):
         input_similarity(ga, form="rotation")
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from repsim_cli import intervals, stats
+from repsim_cli import stats
+from repsim_cli.stats import intervals
 from repsim_cli.errors import RepsimError
 from repsim_cli.metrics import parse_metric
 
@@ -91,7 +92,7 @@ def test_defaults_and_validation():
         assert intervals.default_ci_method(m, stats.needs_distinct_rows(m)) == "percentile", spec
     x, y = related(20, 3, 3)
     assert stats.bootstrap_interval(parse_metric("rsa"), x, y, 10).as_record()["ci_method"] == "percentile"
-    with pytest.raises(RepsimError, match="ci-method"):
+    with pytest.raises(RepsimError, match="ci_method"):
         stats.bootstrap_interval(parse_metric("cka"), x, y, 10, ci_method="normal")
 
 

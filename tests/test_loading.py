@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from repsim_cli.errors import RepsimError
-from repsim_cli.loading import (
+from repsim_cli.io.layers import (
     choose_rows,
     count_constant_columns,
     load_layer,
@@ -119,7 +119,7 @@ def test_nd_layers_flatten_or_mean_pool(tmp_path, rng):
     np.testing.assert_array_equal(load_layer(ref).data, x.reshape(5, -1))
     np.testing.assert_allclose(load_layer(ref, pool="mean").data, x.mean(axis=(2, 3)))
     np.testing.assert_allclose(load_layer(ref, pool="mean", channel_axis=-1).data, x.mean(axis=(1, 2)))
-    with pytest.raises(RepsimError, match="channel-axis"):
+    with pytest.raises(RepsimError, match="channel_axis"):
         load_layer(ref, pool="mean", channel_axis=0)
 
 
@@ -162,7 +162,7 @@ def test_constant_columns_warn_but_load(tmp_path, rng):
 
 
 def test_streaming_constant_count_matches_in_memory(tmp_path, rng, monkeypatch):
-    from repsim_cli import loading
+    from repsim_cli.io import layers as loading
 
     x = rng.standard_normal((50, 6, 2))
     x[:, 1, :] = 3.0  # constant channel

@@ -132,9 +132,9 @@ def test_rsa_help_states_memory_and_limit():
 
 
 def test_rsa_refused_above_max_gram():
-    from repsim_cli.engine import check_gram
+    from repsim_cli.engines.compare import check_gram
 
-    with pytest.raises(RepsimError, match="max-gram"):
+    with pytest.raises(RepsimError, match="max_gram"):
         check_gram(parse_metric("rsa"), 30000, 20000, "a.h5:layer")
 
 

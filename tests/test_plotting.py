@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from repsim_cli.errors import RepsimError
-from repsim_cli.grid import grid_from_layers
-from repsim_cli.loading import Layer, LayerRef
+from repsim_cli.engines.grid import grid_from_layers
+from repsim_cli.io.layers import Layer, LayerRef
 from repsim_cli.metrics import parse_metric
-from repsim_cli.plotting import colorbar_label, image_format, pixel_size, render_heatmap, title_text
+from repsim_cli.render.images import colorbar_label, image_format, pixel_size, render_heatmap, title_text
 
 
 def mem_layer(name: str, data: np.ndarray, file: str) -> Layer:

@@ -10,12 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from repsim_cli import engine
+from repsim_cli.engines import compare as engine
 from repsim_cli.cli import app
 from repsim_cli.errors import RepsimError
-from repsim_cli.loading import select_layers
+from repsim_cli.io.layers import select_layers
 from repsim_cli.metrics import linear_cka
-from repsim_cli.streaming import streamed_hsic
+from repsim_cli.engines.streaming import streamed_hsic
 
 from conftest import write_h5
 
@@ -110,8 +110,8 @@ def wide_pair(tmp_path, rng):
 
 @pytest.mark.parametrize("pool", ["none", "mean"])
 def test_feature_blocks_are_the_layer_matrix(wide_pair, tmp_path, pool):
-    from repsim_cli.loading import to_matrix
-    from repsim_cli.streaming import iter_feature_blocks
+    from repsim_cli.io.layers import to_matrix
+    from repsim_cli.engines.streaming import iter_feature_blocks
 
     path, x, _ = wide_pair
     expected = to_matrix(x, pool, 1, "x")
@@ -124,7 +124,7 @@ def test_feature_blocks_are_the_layer_matrix(wide_pair, tmp_path, pool):
 
 @pytest.mark.parametrize("debiased", [False, True])
 def test_gram_route_equals_in_memory(wide_pair, debiased):
-    from repsim_cli.streaming import gram_cka, streamed_centered_gram
+    from repsim_cli.engines.streaming import gram_cka, streamed_centered_gram
 
     path, x, y = wide_pair
     a, b = select_layers(f"{path}:x")[0], select_layers(f"{path}:y")[0]

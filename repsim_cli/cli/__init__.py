@@ -6,7 +6,7 @@ Each subcommand lives in its own module and registers itself on :data:`app`.
 from __future__ import annotations
 
 import sys
-from typing import Optional, Sequence
+from typing import Sequence
 
 import typer
 
@@ -15,18 +15,18 @@ from repsim_cli.cli._app import app, error
 try:  # typer >= 0.25 vendors click
     from typer._click.exceptions import ClickException, UsageError
 except ImportError:  # pragma: no cover - older typer depends on click
-    from click.exceptions import ClickException, UsageError
+    from click.exceptions import ClickException, UsageError  # type: ignore[assignment]
 
 # Importing registers the subcommands, in the order ``repsim --help`` lists them.
 from repsim_cli.cli import compare as _compare  # noqa: F401,E402
 from repsim_cli.cli import heatmap as _heatmap  # noqa: F401,E402
-from repsim_cli.cli import test_cmd as _test  # noqa: F401,E402
 from repsim_cli.cli import inputsim as _inputsim  # noqa: F401,E402
 from repsim_cli.cli import inspect_cmd as _inspect  # noqa: F401,E402
 from repsim_cli.cli import metrics_cmd as _metrics  # noqa: F401,E402
+from repsim_cli.cli import test_cmd as _test  # noqa: F401,E402
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point (``repsim`` and ``python -m repsim_cli``).
 
     Usage errors (unknown option, missing argument, a value of the wrong type) are one line on

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 import warnings
 from typing import Any, Callable, TypeVar
@@ -63,8 +64,33 @@ def info(message: str) -> None:
     sys.stderr.flush()
 
 
+#: library parameter names -> the command-line flags that set them (the library's messages speak
+#: of parameters, e.g. "ci must lie in (0, 1)"; the CLI shows its own flags: "--ci must ...")
+PARAM_FLAGS = {
+    "max_samples": "--max-samples", "channel_axis": "--channel-axis", "max_gram": "--max-gram",
+    "max_memory": "--max-memory", "block_size": "--block-size", "kernel_dtype": "--kernel-dtype",
+    "multi_output": "--multi-output", "drop_zero": "--drop-zero", "top_k": "--top-k",
+    "fail_below": "--fail-below", "fail_above": "--fail-above", "n_resamples": "-B",
+    "samples": "--samples", "pool": "--pool", "stream": "--stream", "permutations": "--permutations",
+    "bootstrap": "--bootstrap", "alpha": "--alpha", "rcond": "--rcond", "threshold": "--threshold",
+    "seed": "--seed", "jobs": "--jobs", "ci": "--ci", "format": "--format", "null": "--null",
+}
+_UNDERSCORED = re.compile(r"(?<![\w.:=-])(" + "|".join(k for k in PARAM_FLAGS if "_" in k) + r")\b")
+_PLAIN = re.compile(
+    r"(?:(?<=^)|(?<=: )|(?<=; )|(?<=, )|(?<=use )|(?<=raise )|(?<=with )|(?<=pass )|(?<=fewer )|(?<=combined with )|(?<=or ))("
+    + "|".join(k for k in PARAM_FLAGS if "_" not in k)
+    + r")(?= (?:must|cannot|and|or|is|reads|supports|would|mean|\d|R\b))"
+)
+
+
+def to_flags(message: str) -> str:
+    """A library message with parameter names replaced by this CLI's flags."""
+    message = _UNDERSCORED.sub(lambda m: PARAM_FLAGS[m.group(1)], message)
+    return _PLAIN.sub(lambda m: PARAM_FLAGS[m.group(1)], message)
+
+
 def _show_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
-    warning(str(message))
+    warning(to_flags(str(message)))
 
 
 def handle_errors(fn: F) -> F:
@@ -78,7 +104,7 @@ def handle_errors(fn: F) -> F:
                 warnings.showwarning = _show_warning
                 return fn(*args, **kwargs)
         except RepsimError as exc:
-            error(str(exc))
+            error(to_flags(str(exc)))
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             error("interrupted")

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Sequence
 
 import typer
 
-from repsim_cli.engine import LoadOptions
-from repsim_cli.loading import split_selector
+from repsim_cli.engines.compare import LoadOptions
+from repsim_cli.io.layers import split_selector
 from repsim_cli.render import check_output_path, choose_format, render_text, to_delimited, to_json, write_atomic
+from repsim_cli.render.progress import progress
 
 # ---- option declarations reused by several commands (same names, same help everywhere)
 FormatOpt = typer.Option(None, "--format", "-f", help="table | json | csv | tsv (default: from -o's extension, else table).")
@@ -18,18 +18,28 @@ OutputOpt = typer.Option(None, "--output", "-o", help="Write the output to FILE 
 SeedOpt = typer.Option(0, "--seed", min=0, help="Seed (>= 0) for every random choice (subsets, permutations, bootstrap); echoed in the output.")
 MaxSamplesOpt = typer.Option(None, "--max-samples", help="Use a random subset of M inputs (rows), the same rows on every side (seeded by --seed).")
 SamplesOpt = typer.Option(None, "--samples", help=".npy file of 0-based row indices to use on every side.")
-PoolOpt = typer.Option("none", "--pool", help="N-D layers (N x C x H x W, N x T x D): none = flatten to N x (rest); mean = average every axis but N and --channel-axis.")
+PoolOpt = typer.Option("none", "--pool", help=(
+    "N-D layers (N x C x H x W, N x T x D): none = flatten to N x (rest); "
+    "mean = average every axis but N and --channel-axis."
+))
 ChannelAxisOpt = typer.Option(1, "--channel-axis", help="Axis kept by --pool mean (default 1: channels of N x C x H x W).")
 MaxGramOpt = typer.Option(20000, "--max-gram", help="Refuse metrics that build N x N matrices (rbf cka, rsa, knn) above this many inputs.")
 
 
 def load_options(
-    max_samples: Optional[int], seed: int, samples: Optional[str], pool: str, channel_axis: int, max_gram: int = 20000
+    max_samples: int | None, seed: int, samples: str | None, pool: str, channel_axis: int, max_gram: int = 20000
 ) -> LoadOptions:
     return LoadOptions(max_samples, seed, samples, pool, channel_axis, max_gram)
 
 
-def input_files(args: Sequence[Optional[str]]) -> list[str]:
+def check_outputs(fmt: str | None, output: str | None, protected: Sequence[str]) -> None:
+    """Validate ``--format`` and ``-o`` before any work (never compute for minutes, then refuse)."""
+    choose_format(fmt, output)
+    if output is not None:
+        check_output_path(output, protected)
+
+
+def input_files(args: Sequence[str | None]) -> list[str]:
     """The file part of every selector argument (protected from being overwritten)."""
     return [split_selector(a)[0] for a in args if a]
 
@@ -37,8 +47,8 @@ def input_files(args: Sequence[Optional[str]]) -> list[str]:
 def emit(
     doc: dict[str, Any],
     records: Sequence[dict[str, Any]],
-    fmt: Optional[str],
-    output: Optional[str],
+    fmt: str | None,
+    output: str | None,
     protected: Sequence[str],
     table: Callable[[], Any],
 ) -> None:
@@ -64,7 +74,7 @@ def format_text(
     doc: dict[str, Any],
     records: Sequence[dict[str, Any]],
     table: Callable[[], Any],
-    width: Optional[int] = None,
+    width: int | None = None,
 ) -> str:
     """``doc`` as JSON, ``records`` as CSV/TSV (with the seed), or ``table()`` as plain text."""
     if kind == "json":
@@ -74,22 +84,6 @@ def format_text(
     return render_text(table(), width=width)
 
 
-@contextlib.contextmanager
-def progress_bar(description: str, total: int) -> Iterator[Optional[Callable[[int], None]]]:
+def progress_bar(description: str, total: int) -> Any:
     """A rich progress bar on stderr when stderr is a terminal; otherwise no output at all."""
-    if total <= 0 or not sys.stderr.isatty():
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda k=1: bar.advance(task, k)
+    return progress(description, total, enabled=sys.stderr.isatty())

@@ -4,6 +4,11 @@ Every metric is a pure function on arrays (e.g. :func:`linear_cka`) and a regist
 (:data:`REGISTRY`) that the CLI, engines, docs and tests are generated from.
 """
 
+from repsim_cli.metrics.cca import cca, linear_regression_r2, pwcca, svcca  # noqa: E402
+from repsim_cli.metrics.cka import hsic, linear_cka, rbf_cka  # noqa: E402
+
+# Importing the modules registers their metrics, in this (documentation) order.
+from repsim_cli.metrics.correlation import correlation_matrix, matched_correlation, meanmax  # noqa: E402
 from repsim_cli.metrics.registry import (
     INVARIANCES,
     REGISTRY,
@@ -15,13 +20,8 @@ from repsim_cli.metrics.registry import (
     parse_metric,
     register,
 )
-
-# Importing the modules registers their metrics, in this (documentation) order.
-from repsim_cli.metrics.correlation import correlation_matrix, matched_correlation, meanmax  # noqa: E402
-from repsim_cli.metrics.cka import hsic, linear_cka, rbf_cka  # noqa: E402
-from repsim_cli.metrics.cca import cca, linear_regression_r2, pwcca, svcca  # noqa: E402
-from repsim_cli.metrics.shape import procrustes  # noqa: E402
 from repsim_cli.metrics.rsa import mutual_knn, rsa  # noqa: E402
+from repsim_cli.metrics.shape import procrustes  # noqa: E402
 
 __all__ = [
     "INVARIANCES",

@@ -77,8 +77,8 @@ def _degenerate_warnings(n: int, fa: int, fb: int, name: str) -> list[str]:
         return [
             f"{name} is meaningless here: a side has F={max(fa, fb)} >= N-1={n - 1} features, so at full rank its "
             "centered column space is every centered N-vector and every canonical correlation is 1 "
-            "(Kornblith et al. 2019, Theorem 1); use cka, reduce F with --pool, or use more inputs "
-            "(raise --max-samples if you subsampled)"
+            "(Kornblith et al. 2019, Theorem 1); use cka, reduce F with pool, or use more inputs "
+            "(raise max_samples if you subsampled)"
         ]
     return []
 
@@ -111,7 +111,7 @@ def cca(x: np.ndarray, y: np.ndarray, stat: str = "mean_rho") -> float:
     rho = singular values of Q_Y^T Q_X, Q = orthonormal basis of the centered column space
     (Hotelling 1936; Bjorck & Golub 1973); R^2_CCA as in Kornblith et al. 2019, Table 1.
     """
-    return CCA.bind(stat=stat).compute(x, y).value
+    return CCA.bind(stat=stat).value_of(x, y)
 
 
 STAT = Param("stat", str, "mean_rho", "mean_rho: mean canonical correlation; r2: mean squared (R^2_CCA)", ("mean_rho", "r2"))
@@ -177,7 +177,7 @@ def svcca(x: np.ndarray, y: np.ndarray, var: float = 0.99, stat: str = "mean_rho
     Keep the top k left singular directions of each centered side, k the smallest with
     sum_{i<=k} s_i^2 >= var * sum s_i^2, then CCA of the reduced sides: rho = svd(U_kY^T U_kX).
     """
-    return SVCCA.bind(var=var, stat=stat).compute(x, y).value
+    return SVCCA.bind(var=var, stat=stat).value_of(x, y)
 
 
 SVCCA = register(
@@ -220,6 +220,7 @@ def _pwcca_pair(a: Basis, b: Basis, params: Mapping[str, Any]) -> MetricResult:
     first, other = (a, b) if params["weights"] == "a" else (b, a)
     u, rho, _ = np.linalg.svd(first.q.T @ other.q, full_matrices=False)
     rho = np.clip(rho, 0.0, 1.0)
+    assert first.proj is not None
     alpha = pwcca_weights(first.q, u, first.proj)
     value = float(np.dot(alpha, rho) / alpha.sum())
     warnings = _degenerate_warnings(a.n, a.features, b.features, "pwcca")
@@ -240,7 +241,7 @@ def pwcca(x: np.ndarray, y: np.ndarray, weights: str = "a") -> float:
     alpha_i = sum_j |<h_i, x_j>| over the centered columns of X: pwcca = sum alpha_i rho_i / sum alpha_i.
     ``weights='b'`` takes the weights from Y instead. Not symmetric.
     """
-    return PWCCA.bind(weights=weights).compute(x, y).value
+    return PWCCA.bind(weights=weights).value_of(x, y)
 
 
 PWCCA = register(
@@ -285,7 +286,7 @@ def linear_regression_r2(x: np.ndarray, y: np.ndarray, predict: str = "b") -> fl
     ``predict='b'``: 1 - min_W ||Yc - Xc W||_F^2 / ||Yc||_F^2 = ||Q_X^T Yc||_F^2 / ||Yc||_F^2.
     ``predict='a'`` fits X from Y: Kornblith et al. 2019's R^2_LR (Table 1).
     """
-    return LR.bind(predict=predict).compute(x, y).value
+    return LR.bind(predict=predict).value_of(x, y)
 
 
 LR = register(

@@ -126,7 +126,7 @@ def linear_cka(x: np.ndarray, y: np.ndarray, debiased: bool = False) -> float:
     Revisited", ICML 2019. ``debiased=True`` uses the unbiased HSIC estimator (Song et al.
     2012); it needs N >= 4 and can be negative.
     """
-    return CKA.bind(debiased=debiased).compute(x, y).value
+    return CKA.bind(debiased=debiased).value_of(x, y)
 
 
 @dataclass
@@ -279,7 +279,7 @@ def rbf_cka(x: np.ndarray, y: np.ndarray, sigma: float = 0.4, median: str = "all
     :func:`rbf_gram`). Kornblith, Norouzi, Lee & Hinton, ICML 2019. ``debiased=True`` uses HSIC_u
     (Song et al. 2012). Builds N x N matrices.
     """
-    return CKA.bind(kernel="rbf", sigma=sigma, median=median, debiased=debiased).compute(x, y).value
+    return CKA.bind(kernel="rbf", sigma=sigma, median=median, debiased=debiased).value_of(x, y)
 
 
 def hsic(
@@ -292,7 +292,7 @@ def hsic(
     HSIC_u = [tr(K~L~) + 1^T K~ 1 1^T L~ 1 / ((n-1)(n-2)) - 2/(n-2) 1^T K~ L~ 1] / (n(n-3)),
     K~ = K with zeroed diagonal; can be negative. Not scale invariant for the linear kernel.
     """
-    return HSIC.bind(kernel=kernel, sigma=sigma, median=median, debiased=debiased).compute(x, y).value
+    return HSIC.bind(kernel=kernel, sigma=sigma, median=median, debiased=debiased).value_of(x, y)
 
 
 KERNEL_PARAMS = (

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
+
 from repsim_cli.metrics._linalg import center
 from repsim_cli.metrics.registry import Metric, MetricResult, Param, register
 
@@ -88,7 +89,7 @@ def meanmax(x: np.ndarray, y: np.ndarray, corr: str = "pearson", direction: str 
     matched, e.g. x = [[0,3,6],[1,4,7],[2,5,8]], y = [[6,0,0],[7,-1,-123],[8,0,1000]] scores
     1.0 with Spearman although only one of y's columns resembles x.
     """
-    return METRIC_MEANMAX.bind(corr=corr, direction=direction).compute(x, y).value
+    return METRIC_MEANMAX.bind(corr=corr, direction=direction).value_of(x, y)
 
 
 def matched_correlation(x: np.ndarray, y: np.ndarray, corr: str = "pearson", absolute: bool = True) -> float:
@@ -97,7 +98,7 @@ def matched_correlation(x: np.ndarray, y: np.ndarray, corr: str = "pearson", abs
     Uses :func:`scipy.optimize.linear_sum_assignment` to maximize the total |corr| over
     min(F_A, F_B) pairs (Li et al., "Convergent learning", ICLR 2016).
     """
-    return METRIC_MATCHED.bind(corr=corr, absolute=absolute).compute(x, y).value
+    return METRIC_MATCHED.bind(corr=corr, absolute=absolute).value_of(x, y)
 
 
 METRIC_MEANMAX = register(

@@ -116,3 +116,37 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def describe(metric: Metric) -> dict[str, Any]:
+    """Registry entry as plain data (used by ``repsim metrics`` and the README table)."""
+    bound = metric.bind()
+    return {
+        "name": metric.name,
+        "summary": metric.summary,
+        "params": [
+            {
+                "name": p.name,
+                "type": p.type.__name__,
+                "default": p.default,
+                "choices": list(p.choices) if p.choices is not None else None,
+                "minimum": p.minimum,
+                "maximum": p.maximum,
+                "help": p.help,
+            }
+            for p in metric.params
+        ],
+        # with the default parameters; "kind", "symmetry" and "invariance_notes" say how parameters change them
+        "higher_is_similar": bound.higher_is_similar,
+        "symmetric": bound.symmetric,
+        "invariances": [i for i in INVARIANCES if i in bound.invariances],
+        "min_n": bound.min_n,
+        "kind": kind_text(metric).replace("`", ""),
+        "symmetry": symmetric_text(metric).replace("`", ""),
+        "invariance_notes": invariances_text(metric).replace("`", ""),
+        "value_range": list(bound.value_range),
+        "builds_n_by_n": bool(bound.gram),
+        "formula": metric.formula,
+        "reference": metric.reference,
+        "help": metric.help,
+    }

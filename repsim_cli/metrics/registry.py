@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from repsim_cli.errors import RepsimError
+from repsim_cli.errors import RepsimError, warn
 
 #: Transformations an index may be invariant to (applied to one side's N x F matrix).
 INVARIANCES: dict[str, str] = {
@@ -160,7 +160,7 @@ class Metric:
         valid = ", ".join(p.name for p in self.params) or "(none)"
         raise RepsimError(f"metric {self.name}: unknown parameter {name!r}; valid parameters: {valid}")
 
-    def bind(self, **params: Any) -> "BoundMetric":
+    def bind(self, **params: Any) -> BoundMetric:
         """Fill defaults and validate parameters given as Python values."""
         values = {p.name: p.default for p in self.params}
         for key, value in params.items():
@@ -249,6 +249,13 @@ class BoundMetric:
     def compute(self, x: np.ndarray, y: np.ndarray) -> MetricResult:
         """The index between two N x F arrays (float64 is used internally)."""
         return self.pair(self.prepare(x), self.prepare(y))
+
+    def value_of(self, x: np.ndarray, y: np.ndarray) -> float:
+        """The value alone, its caveats issued as :class:`~repsim_cli.errors.RepsimWarning` s."""
+        result = self.compute(x, y)
+        for message in result.warnings:
+            warn(message, stacklevel=4)
+        return float(result.value)
 
 
 REGISTRY: dict[str, Metric] = {}

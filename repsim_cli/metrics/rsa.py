@@ -138,7 +138,7 @@ def rsa(x: np.ndarray, y: np.ndarray, rdm: str = "correlation", compare: str = "
     upper triangles (i < j). Builds N x N matrices. ``center=False`` skips the column centering
     (the RDM of raw rows, e.g. ``scipy.spatial.distance.pdist(x, 'correlation')``).
     """
-    return RSA.bind(rdm=rdm, compare=compare, center=center).compute(x, y).value
+    return RSA.bind(rdm=rdm, compare=compare, center=center).value_of(x, y)
 
 
 RSA = register(
@@ -259,7 +259,7 @@ def mutual_knn(x: np.ndarray, y: np.ndarray, k: int = 10, center: bool = True) -
     "The Platonic Representation Hypothesis", ICML 2024). Like every index here it works on
     column-centered data by default; ``center=False`` uses the raw rows, as the authors' code does.
     """
-    return KNN.bind(k=k, center=center).compute(x, y).value
+    return KNN.bind(k=k, center=center).value_of(x, y)
 
 
 KNN = register(

@@ -103,7 +103,7 @@ def procrustes(x: np.ndarray, y: np.ndarray, stat: str = "similarity") -> float:
     ``angle``: arccos(nuc), the angular shape metric of Williams, Kunz, Kornblith & Linderman,
     "Generalized shape metrics on neural representations", NeurIPS 2021.
     """
-    return PROCRUSTES.bind(stat=stat).compute(x, y).value
+    return PROCRUSTES.bind(stat=stat).value_of(x, y)
 
 
 _RANGES = {"similarity": (0.0, 1.0), "distance": (0.0, float(np.sqrt(2.0))), "angle": (0.0, float(np.pi / 2))}

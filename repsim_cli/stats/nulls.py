@@ -1,4 +1,4 @@
-"""Statistics: permutation nulls, bootstrap intervals and the across-seeds group test.
+"""Nulls of one comparison: permutation p-values and bootstrap intervals.
 
 Pure functions, no printing. Every random choice comes from ``numpy.random.Generator``
 seeded by the caller's ``seed`` through ``SeedSequence`` children, never global state:
@@ -16,14 +16,13 @@ Tibshirani, "An Introduction to the Bootstrap", 1993, ch. 13.
 
 from __future__ import annotations
 
-import itertools
 import math
 import signal
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -45,7 +44,7 @@ _LABEL_CHUNK = 8192
 
 def _check_seed(seed: int) -> int:
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise RepsimError(f"--seed must be a non-negative integer, got {seed!r}")
+        raise RepsimError(f"seed must be a non-negative integer, got {seed!r}")
     return int(seed)
 
 
@@ -210,6 +209,7 @@ def _run(
     Results come back in task order whatever the completion order, so they do not depend on
     ``jobs``. Ctrl-C (or any error) terminates the workers before propagating.
     """
+    results: list[Any]
     if jobs <= 1 or len(tasks) <= 1:
         results = []
         for task, size in zip(tasks, sizes):
@@ -224,7 +224,7 @@ def _run(
     )
     try:
         futures = {executor.submit(_worker_call, method, *task): i for i, task in enumerate(tasks)}
-        results: list[Any] = [None] * len(tasks)
+        results = [None] * len(tasks)
         for fut in as_completed(futures):
             i = futures[fut]
             results[i] = fut.result()
@@ -234,7 +234,7 @@ def _run(
         return results
     except BrokenProcessPool:
         _terminate(executor)
-        raise RepsimError("a worker process died (out of memory?); try fewer --jobs") from None
+        raise RepsimError("a worker process died (out of memory?); try fewer jobs") from None
     except BaseException:
         _terminate(executor)
         raise
@@ -329,9 +329,9 @@ def permutation_null(
     """
     seed = _check_seed(seed)
     if n_permutations < 1:
-        raise RepsimError(f"--permutations must be >= 1, got {n_permutations}")
+        raise RepsimError(f"permutations must be >= 1, got {n_permutations}")
     if jobs < 1:
-        raise RepsimError(f"--jobs must be >= 1, got {jobs}")
+        raise RepsimError(f"jobs must be >= 1, got {jobs}")
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     _check_pair(x, y)
@@ -352,7 +352,7 @@ def permutation_null(
     if 1.0 / (n_permutations + 1) > 0.05:
         result.warnings.append(
             f"with {n_permutations} permutations the smallest possible p-value is 1/{n_permutations + 1} "
-            f"= {1.0 / (n_permutations + 1):.3g}; use --permutations 99 or more"
+            f"= {1.0 / (n_permutations + 1):.3g}; use permutations 99 or more"
         )
     return result
 
@@ -363,7 +363,7 @@ def permutation_null(
 @dataclass
 class BootstrapResult:
     """Interval of one comparison: percentile or BCa bootstrap (same resampled rows on both sides),
-    or the delete-one jackknife normal interval (``ci_method``; see :mod:`repsim_cli.intervals`)."""
+    or the delete-one jackknife normal interval (``ci_method``; see :mod:`repsim_cli.stats.intervals`)."""
 
     values: np.ndarray  # finite bootstrap values, resample order (jackknife: the N delete-one values)
     ci: float
@@ -402,7 +402,7 @@ def percentile_interval(values: np.ndarray, ci: float) -> tuple[float, float]:
 
 def _check_ci(ci: float) -> None:
     if not 0.0 < ci < 1.0:
-        raise RepsimError(f"--ci must lie in (0, 1), got {ci}")
+        raise RepsimError(f"ci must lie in (0, 1), got {ci}")
 
 
 def _tail_warning(count: int, ci: float, what: str) -> list[str]:
@@ -427,11 +427,11 @@ def bootstrap_interval(
 ) -> BootstrapResult:
     """Interval of ``metric(x, y)``: percentile or BCa bootstrap, or the delete-one jackknife.
 
-    ``ci_method`` (:data:`repsim_cli.intervals.CI_METHODS`; None: :func:`~repsim_cli.intervals.
+    ``ci_method`` (:data:`repsim_cli.stats.intervals.CI_METHODS`; None: :func:`~repsim_cli.stats.intervals.
     default_ci_method`, i.e. ``jackknife`` for the indexes resampled with duplicated rows, whose
     value shifts with the number of distinct inputs, ``percentile`` for the others). ``jackknife``
     draws no bootstrap resample: estimate +- z se from N delete-one values (downdates for moment
-    metrics, see :mod:`repsim_cli.intervals`). ``bca`` uses the B resamples and the jackknife's
+    metrics, see :mod:`repsim_cli.stats.intervals`). ``bca`` uses the B resamples and the jackknife's
     acceleration. The rest of this docstring describes the bootstrap resamples.
 
     Each resample draws N rows with replacement (:func:`bootstrap_rows`, child seed per
@@ -448,14 +448,14 @@ def bootstrap_interval(
     seed = _check_seed(seed)
     _check_ci(ci)
     if n_boot < 2:
-        raise RepsimError(f"--bootstrap must be >= 2, got {n_boot}")
+        raise RepsimError(f"bootstrap must be >= 2, got {n_boot}")
     if jobs < 1:
-        raise RepsimError(f"--jobs must be >= 1, got {jobs}")
+        raise RepsimError(f"jobs must be >= 1, got {jobs}")
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     _check_pair(x, y)
     unique = needs_distinct_rows(metric) if unique_rows is None else bool(unique_rows)
-    from repsim_cli import intervals
+    from repsim_cli.stats import intervals
 
     method = intervals.default_ci_method(metric, unique) if ci_method is None else intervals.check_ci_method(ci_method)
     if method == "jackknife":
@@ -501,351 +501,3 @@ def bootstrap_interval(
             "ci_method=jackknife (an interval around the estimate)"
         )
     return BootstrapResult(finite, ci, lo, hi, n_boot, unique, seed, warnings, method, se)
-
-
-# --------------------------------------------------------------------------- group test: splits
-
-
-def count_splits(sizes: Sequence[int]) -> int:
-    """Number of distinct partitions of sum(sizes) runs into unlabeled groups of these sizes.
-
-    R! / (prod_g n_g! * prod_s m_s!), where m_s is how many groups have size s: groups of equal
-    size are interchangeable (swapping their labels gives the same within/between pairs).
-    2 + 2 runs: 3 splits; 3 + 2: 10; 3 + 3: 10; 4 + 4: 35.
-    """
-    total = math.factorial(sum(sizes))
-    for s in sizes:
-        total //= math.factorial(s)
-    for m in Counter(sizes).values():
-        total //= math.factorial(m)
-    return total
-
-
-def enumerate_splits(sizes: Sequence[int]) -> np.ndarray:
-    """All distinct partitions as label arrays (splits x R; label g marks a block of size sizes[g]).
-
-    Canonical form: groups are filled in order of size, and blocks of equal size appear in
-    increasing order of their smallest run, so each partition is listed exactly once.
-    """
-    order = sorted(range(len(sizes)), key=lambda g: (sizes[g], g))
-    r = int(sum(sizes))
-    out: list[np.ndarray] = []
-    labels = np.empty(r, dtype=np.int64)
-
-    def fill(pos: int, remaining: tuple[int, ...], prev_min: int, prev_size: int) -> None:
-        if pos == len(order):
-            out.append(labels.copy())
-            return
-        g = order[pos]
-        s = sizes[g]
-        for combo in itertools.combinations(remaining, s):
-            if s == prev_size and combo[0] < prev_min:
-                continue
-            labels[list(combo)] = g
-            rest = tuple(i for i in remaining if i not in combo)
-            fill(pos + 1, rest, combo[0], s)
-
-    fill(0, tuple(range(r)), -1, -1)
-    return np.array(out, dtype=np.int64).reshape(len(out), r)
-
-
-def _codes(labels: Sequence[Hashable]) -> tuple[np.ndarray, list[int]]:
-    """Integer group codes in order of first appearance, and the group sizes."""
-    seen: dict[Hashable, int] = {}
-    codes = np.array([seen.setdefault(lab, len(seen)) for lab in labels], dtype=np.int64)
-    sizes = [int(np.count_nonzero(codes == g)) for g in range(len(seen))]
-    return codes, sizes
-
-
-def recommend_sizes(sizes: Sequence[int], target: float = 0.05) -> tuple[list[int], int]:
-    """Smallest equal increase of every group so that 1/splits <= target (and that split count)."""
-    extra = 0
-    while True:
-        bigger = [s + extra for s in sizes]
-        splits = count_splits(bigger)
-        if 1.0 / splits <= target or extra > 50:
-            return bigger, splits
-        extra += 1
-
-
-# --------------------------------------------------------------------------- group test: statistic
-
-
-def pair_index(r: int) -> tuple[np.ndarray, np.ndarray]:
-    """Run indices (i, j), i < j, of every unordered pair of ``r`` runs (numpy triu order)."""
-    return np.triu_indices(r, 1)
-
-
-def group_statistics(
-    values: np.ndarray, labels: np.ndarray, higher_is_similar: bool = True
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(statistic, within mean, between mean) for each labelling and layer.
-
-    ``values``: L x P pair values (pairs in :func:`pair_index` order); ``labels``: S x R group
-    codes. within = mean of pairs whose runs share a label (pooled across groups), between =
-    mean of the other pairs, statistic = within - between for similarities and
-    between - within for distances, so a positive statistic always means "groups differ".
-    Returns three S x L arrays.
-    """
-    values = np.atleast_2d(np.asarray(values, dtype=np.float64))
-    labels = np.atleast_2d(labels)
-    i, j = pair_index(labels.shape[1])
-    same = (labels[:, i] == labels[:, j]).astype(np.float64)  # S x P
-    n_within = same.sum(axis=1, keepdims=True)
-    n_between = same.shape[1] - n_within
-    if np.any(n_within == 0) or np.any(n_between == 0):
-        raise RepsimError("the group statistic needs at least one within-group and one between-group pair")
-    within = same @ values.T / n_within
-    between = (1.0 - same) @ values.T / n_between
-    sign = 1.0 if higher_is_similar else -1.0
-    return sign * (within - between), within, between
-
-
-@dataclass
-class GroupStat:
-    """The group statistic of one layer (or of the layer mean) and its null summary."""
-
-    statistic: float
-    within_mean: float
-    between_mean: float
-    null_mean: float | None
-    null_std: float | None
-    p_value: float | None = None
-    ci_low: float | None = None
-    ci_high: float | None = None
-    fraction_le_zero: float | None = None
-
-    def as_record(self) -> dict[str, Any]:
-        rec: dict[str, Any] = {
-            "statistic": self.statistic,
-            "within_mean": self.within_mean,
-            "between_mean": self.between_mean,
-            "null_mean": _finite_or_none(self.null_mean),
-            "null_std": _finite_or_none(self.null_std),
-        }
-        if self.p_value is not None:
-            rec["p_value"] = self.p_value
-        if self.ci_low is not None:
-            rec.update(ci_low=self.ci_low, ci_high=self.ci_high, fraction_le_zero=self.fraction_le_zero)
-        return rec
-
-
-@dataclass
-class GroupTestResult:
-    """Result of :func:`group_test`: one :class:`GroupStat` per layer, plus their mean when L > 1."""
-
-    null: str
-    layers: list[GroupStat]
-    combined: GroupStat | None
-    splits: int
-    min_p_value: float
-    exact: bool
-    resamples: int  # relabellings (labels: = splits when exact) or bootstrap resamples
-    seed: int
-    ci: float | None = None
-    note: str | None = None
-    warnings: list[str] = field(default_factory=list)
-
-    def summary(self) -> dict[str, Any]:
-        """Test-level fields shared by every layer's record."""
-        rec: dict[str, Any] = {
-            "null": self.null,
-            "splits": self.splits,
-            "min_p_value": self.min_p_value,
-            "exact": self.exact,
-            "resamples": self.resamples,
-        }
-        if self.ci is not None:
-            rec["ci"] = self.ci
-        rec["note"] = self.note
-        return rec
-
-
-def _summ(null: np.ndarray) -> tuple[float, float]:
-    """Mean and sd (ddof=1) of a null; a mean that is zero up to rounding is reported as 0."""
-    mean = float(np.mean(null))
-    if abs(mean) <= 1e-12 * max(1.0, float(np.max(np.abs(null)))):
-        mean = 0.0
-    return mean, float(np.std(null, ddof=1)) if null.size > 1 else 0.0
-
-
-def group_test(
-    sims: np.ndarray,
-    labels: Sequence[Hashable],
-    higher_is_similar: bool = True,
-    null: str = "labels",
-    n_resamples: int = 999,
-    seed: int = 0,
-    recompute: Callable[[np.ndarray], np.ndarray] | None = None,
-    n_rows: int | None = None,
-    unique_rows: bool = False,
-    ci: float = 0.95,
-    progress: Progress | None = None,
-) -> GroupTestResult:
-    """Is similarity between groups of runs lower than within groups (e.g. seeds of two methods)?
-
-    ``sims``: R x R or L x R x R pairwise values between the R runs (per layer L; only the
-    upper triangle i < j is read, so an asymmetric metric is read as metric(run_i, run_j)).
-    ``labels``: the group of each run. Statistic (:func:`group_statistics`): mean of the
-    within-group pairs pooled across groups minus the mean of the between-group pairs
-    (sign flipped for distances: positive = groups differ). With several layers the combined
-    statistic is the mean of the per-layer statistics, and its null uses the same
-    relabellings/resamples.
-
-    ``null='labels'``: exchange group labels among runs, sizes fixed. If the number of distinct
-    splits (:func:`count_splits`) is <= ``n_resamples`` all are enumerated and
-    p = #{splits with statistic >= observed} / splits (the observed split included, so
-    p >= 1/splits = ``min_p_value``); otherwise ``n_resamples`` random relabellings give
-    p = (1 + #{>= observed}) / (B + 1). Valid when runs are exchangeable under "no group
-    difference" (e.g. independent seeds).
-
-    ``null='bootstrap'``: ``recompute(rows)`` returns the L x R x R values on the given input
-    rows (the same rows for every run); ``n_resamples`` resamples of ``n_rows`` rows with
-    replacement (distinct rows only if ``unique_rows``) give the statistic's percentile
-    interval and the fraction of resamples with statistic <= 0. It measures how stable the
-    difference is across inputs for *these* runs, not across seeds.
-    """
-    seed = _check_seed(seed)
-    sims = np.asarray(sims, dtype=np.float64)
-    if sims.ndim == 2:
-        sims = sims[None]
-    if sims.ndim != 3 or sims.shape[1] != sims.shape[2]:
-        raise RepsimError(f"sims must be R x R or L x R x R, got shape {sims.shape}")
-    codes, sizes = _codes(labels)
-    r = codes.size
-    if sims.shape[1] != r:
-        raise RepsimError(f"{r} labels for {sims.shape[1]} runs")
-    if len(sizes) < 2:
-        raise RepsimError(f"the group test needs at least 2 groups, got {len(sizes)}")
-    if min(sizes) < 2:
-        raise RepsimError(f"every group needs at least 2 runs (group sizes: {sizes})")
-    if n_resamples < 1:
-        raise RepsimError(f"-B must be >= 1, got {n_resamples}")
-    i, j = pair_index(r)
-    values = sims[:, i, j]  # L x P
-    if not np.all(np.isfinite(values)):
-        raise RepsimError("the pairwise values between runs contain NaN or infinite entries")
-    stat, within, between = group_statistics(values, codes[None], higher_is_similar)
-    obs_layers, obs_comb = stat[0], float(stat[0].mean())
-    splits = count_splits(sizes)
-    multi = values.shape[0] > 1
-    warnings: list[str] = []
-
-    if null == "labels":
-        exact = splits <= n_resamples
-        if exact:
-            draws = enumerate_splits(sizes)
-            null_stat = np.concatenate(
-                [group_statistics(values, draws[s : s + _LABEL_CHUNK], higher_is_similar)[0]
-                 for s in range(0, draws.shape[0], _LABEL_CHUNK)]
-            )  # S x L
-        else:
-            # each chunk of relabellings: every row an independent uniform shuffle of the labels
-            rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(LABEL_STREAM,)))
-            parts = []
-            for s in range(0, n_resamples, _LABEL_CHUNK):
-                count = min(_LABEL_CHUNK, n_resamples - s)
-                draws = rng.permuted(np.tile(codes, (count, 1)), axis=1)
-                parts.append(group_statistics(values, draws, higher_is_similar)[0])
-            null_stat = np.concatenate(parts)
-        if progress:
-            progress(n_resamples)
-        null_comb = null_stat.mean(axis=1)
-        min_p = 1.0 / splits if exact else max(1.0 / splits, 1.0 / (n_resamples + 1))
-
-        def pval(obs: float, nul: np.ndarray) -> float:
-            tol = 1e-12 * max(1.0, abs(obs))
-            hits = int(np.count_nonzero(nul >= obs - tol))
-            return hits / nul.size if exact else (1 + hits) / (nul.size + 1)
-
-        def make(obs: float, w: float, b: float, nul: np.ndarray) -> GroupStat:
-            m, s = _summ(nul)
-            return GroupStat(float(obs), float(w), float(b), m, s, p_value=pval(obs, nul))
-
-        layers = [make(obs_layers[l], within[0, l], between[0, l], null_stat[:, l]) for l in range(values.shape[0])]
-        combined = make(obs_comb, within[0].mean(), between[0].mean(), null_comb) if multi else None
-        note = None
-        if min_p > 0.05:
-            rec_sizes, rec_splits = recommend_sizes(sizes)
-            note = (
-                f"only {splits} distinct ways to split these {r} runs into groups of sizes "
-                f"{'+'.join(map(str, sizes))}, so the smallest p-value this test can give is {min_p:.3g}: it cannot "
-                f"reach 0.05 whatever the data. Train more seeds: {'+'.join(map(str, rec_sizes))} runs give "
-                f"{rec_splits} splits (smallest p {1.0 / rec_splits:.3g}); or use --null bootstrap for the input-sampling "
-                f"stability of the difference between these particular runs."
-            )
-        return GroupTestResult(
-            "labels", layers, combined, splits, min_p, exact, int(null_stat.shape[0]), seed, None, note, warnings
-        )
-
-    if null != "bootstrap":
-        raise RepsimError(f"--null must be labels or bootstrap, got {null!r}")
-    if recompute is None or n_rows is None:
-        raise ValueError("the bootstrap null needs recompute(rows) and n_rows")
-    _check_ci(ci)
-    if n_resamples < 2:
-        raise RepsimError(f"-B must be >= 2 for the bootstrap null, got {n_resamples}")
-    boot = np.full((n_resamples, values.shape[0]), np.nan)
-    errors: list[str] = []
-    for k in range(n_resamples):
-        rows = bootstrap_rows(n_rows, seed, k, unique_rows)
-        try:
-            resampled = np.asarray(recompute(rows), dtype=np.float64)
-            if resampled.ndim == 2:
-                resampled = resampled[None]
-            boot[k] = group_statistics(resampled[:, i, j], codes[None], higher_is_similar)[0][0]
-        except RepsimError as exc:
-            errors.append(str(exc))
-        if progress:
-            progress(1)
-    ok = np.all(np.isfinite(boot), axis=1)
-    if errors or not ok.all():
-        first = Counter(errors).most_common(1)[0][0] if errors else "non-finite values"
-        warnings.append(f"{int((~ok).sum())} of {n_resamples} bootstrap resamples were undefined and skipped ({first})")
-    boot = boot[ok]
-    if boot.shape[0] < 2:
-        raise RepsimError(f"the bootstrap failed: only {boot.shape[0]} of {n_resamples} resamples gave values")
-    if unique_rows:
-        warnings.append(
-            "bias-corrected estimator: each bootstrap resample keeps its distinct rows only (~63% of N), "
-            "so the interval is somewhat wider than for N rows"
-        )
-    warnings += _tail_warning(boot.shape[0], ci, "bootstrap resamples")
-
-    def make_b(obs: float, w: float, b: float, nul: np.ndarray) -> GroupStat:
-        m, s = _summ(nul)
-        lo, hi = percentile_interval(nul, ci)
-        return GroupStat(
-            float(obs), float(w), float(b), m, s, ci_low=lo, ci_high=hi,
-            fraction_le_zero=float(np.count_nonzero(nul <= 0.0) / nul.size),
-        )
-
-    layers = [make_b(obs_layers[l], within[0, l], between[0, l], boot[:, l]) for l in range(values.shape[0])]
-    combined = make_b(obs_comb, within[0].mean(), between[0].mean(), boot.mean(axis=1)) if multi else None
-    min_p = 1.0 / splits
-    note = None
-    if min_p > 0.05:
-        note = (
-            f"with {r} runs a label-exchange test has only {splits} splits (smallest p {min_p:.3g}); this bootstrap "
-            "interval reflects variation over inputs for these particular runs, not over training seeds"
-        )
-    return GroupTestResult(
-        "bootstrap", layers, combined, splits, min_p, False, int(boot.shape[0]), seed, ci, note, warnings
-    )
-
-
-# --------------------------------------------------------------------------- pairwise values between runs
-
-
-def pairwise_matrix(metric: Any, runs: Sequence[np.ndarray], rows: np.ndarray | None = None) -> np.ndarray:
-    """R x R values metric(run_i, run_j) for i < j (upper triangle; NaN elsewhere).
-
-    Each run is prepared once (on ``rows`` if given), then every pair is one ``pair`` call --
-    for linear CKA one cross product per pair.
-    """
-    preps = [metric.prepare(x if rows is None else x[rows]) for x in runs]
-    r = len(preps)
-    out = np.full((r, r), np.nan)
-    for a, b in zip(*pair_index(r)):
-        out[a, b] = metric.pair(preps[a], preps[b]).value
-    return out

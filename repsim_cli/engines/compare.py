@@ -1,0 +1,356 @@
+"""Engines: which layers to compare, loading them once, and computing records with reused work.
+
+Math lives in :mod:`repsim_cli.metrics` and :mod:`repsim_cli.stats`; this module decides what
+to compute and in which order, loads each layer once, prepares each (layer, metric) once and
+turns results into records. It never prints; progress is reported through a callback.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from repsim_cli.errors import RepsimError
+from repsim_cli.io.layers import (
+    Layer,
+    LayerRef,
+    check_same_n,
+    choose_rows,
+    load_layer,
+    select_layers,
+    split_selector,
+)
+from repsim_cli.metrics import BoundMetric, MetricResult
+from repsim_cli.results import make_record
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to turn stored arrays into N x F matrices (shared by every side of a command)."""
+
+    max_samples: int | None = None
+    seed: int = 0
+    samples: str | np.ndarray | None = None  # an .npy file of row indices, or the indices
+    pool: str = "none"
+    channel_axis: int = 1
+    max_gram: int = 20000
+
+
+def pair_layers(a_arg: str, b_arg: str) -> tuple[list[tuple[LayerRef, LayerRef]], list[str]]:
+    """The layer pairs ``compare A B`` means for two ``FILE[:LAYER]`` selectors (see :func:`pair_refs`)."""
+    return pair_refs(select_layers(a_arg), select_layers(b_arg), split_selector(a_arg)[0], split_selector(b_arg)[0], a_arg, b_arg)
+
+
+def pair_refs(
+    a_refs: Sequence[LayerRef], b_refs: Sequence[LayerRef], a_name: str = "A", b_name: str = "B",
+    a_arg: str | None = None, b_arg: str | None = None,
+) -> tuple[list[tuple[LayerRef, LayerRef]], list[str]]:
+    """The layer pairs two sides mean, and notes naming layers left unpaired.
+
+    One layer each: that pair. Otherwise same-named layers, in A's order; no shared names
+    is an error listing both sides (a full grid is ``heatmap``).
+    """
+    a_arg, b_arg = a_arg or a_name, b_arg or b_name
+    if len(a_refs) == 1 and len(b_refs) == 1:
+        return [(a_refs[0], b_refs[0])], []
+    if len(a_refs) == 1 or len(b_refs) == 1:
+        return _pair_one_with_many(a_refs, b_refs, a_arg, b_arg), []
+    b_by_name = {r.name: r for r in b_refs}
+    pairs = [(a, b_by_name[a.name]) for a in a_refs if a.name in b_by_name]
+    if not pairs:
+        raise RepsimError(
+            f"no layer names shared between {a_name} ({', '.join(r.name for r in a_refs)}) "
+            f"and {b_name} ({', '.join(r.name for r in b_refs)}); "
+            "select layers with FILE:LAYER or use heatmap for a layer x layer grid"
+        )
+    only_a = [r.name for r in a_refs if r.name not in b_by_name]
+    paired = {a.name for a, _ in pairs}
+    only_b = [r.name for r in b_refs if r.name not in paired]
+    notes = []
+    if only_a or only_b:  # nothing is skipped silently
+        sides = (("A", only_a), ("B", only_b))
+        notes.append(
+            f"comparing the {len(pairs)} layers present on both sides; "
+            + "; ".join(f"only in {side}: {', '.join(names)}" for side, names in sides if names)
+        )
+    return pairs, notes
+
+
+def _pair_one_with_many(a_refs: Sequence[LayerRef], b_refs: Sequence[LayerRef], a_arg: str, b_arg: str) -> list[tuple[LayerRef, LayerRef]]:
+    """One layer on one side, several on the other: the same-named one, else an error."""
+    one, many = (a_arg, b_arg) if len(a_refs) == 1 else (b_arg, a_arg)
+    many_refs = b_refs if len(a_refs) == 1 else a_refs
+    single = a_refs if len(a_refs) == 1 else b_refs
+    shared = [r for r in many_refs if r.name == single[0].name]
+    if shared:
+        return [(single[0], shared[0])] if len(a_refs) == 1 else [(shared[0], single[0])]
+    raise RepsimError(
+        f"{one} selects one layer but {many} selects {len(many_refs)} ({', '.join(r.name for r in many_refs)}); "
+        f"select one layer on each side with FILE:LAYER, or use heatmap for a grid"
+    )
+
+
+@dataclass
+class LayerCache:
+    """Loads each layer once and prepares each (layer, metric) once."""
+
+    options: LoadOptions
+    rows: np.ndarray | None = None
+    min_samples: int = 2
+    _layers: dict[tuple[str, str], Layer] = field(default_factory=dict)
+    _prepared: dict[tuple[str, str, str], Any] = field(default_factory=dict)
+
+    @classmethod
+    def for_refs(cls, refs: Sequence[LayerRef], options: LoadOptions, min_samples: int = 2) -> LayerCache:
+        n = check_same_n(refs)
+        rows = choose_rows(n, options.max_samples, options.seed, options.samples)
+        return cls(options, rows, min_samples)
+
+    @property
+    def n_samples(self) -> int | None:
+        return None if self.rows is None else len(self.rows)
+
+    def layer(self, ref: LayerRef) -> Layer:
+        key = (ref.file, ref.name)
+        if key not in self._layers:
+            self._layers[key] = load_layer(
+                ref, self.rows, self.options.pool, self.options.channel_axis, self.min_samples
+            )
+        return self._layers[key]
+
+    def prepared(self, ref: LayerRef, metric: BoundMetric) -> Any:
+        key = (ref.file, ref.name, metric.spec)
+        if key not in self._prepared:
+            data = self.layer(ref).data
+            check_gram(metric, data.shape[0], self.options.max_gram, ref.label)
+            try:
+                self._prepared[key] = metric.prepare(data)
+            except RepsimError as exc:  # say which layer: the metric only saw an array
+                raise RepsimError(f"{ref.label} (shape {ref.shape}), metric {metric.spec}: {exc}") from None
+        return self._prepared[key]
+
+    def release(self, ref: LayerRef) -> None:
+        """Drop a layer and its prepared states (bounded memory over long lists of pairs)."""
+        self._layers.pop((ref.file, ref.name), None)
+        for key in [k for k in self._prepared if k[:2] == (ref.file, ref.name)]:
+            del self._prepared[key]
+
+
+def check_gram(metric: BoundMetric, n: int, max_gram: int, label: str) -> None:
+    """Refuse N x N metrics above ``max_gram`` inputs, saying how much memory they would need."""
+    if metric.gram and n > max_gram:
+        size = 8.0 * n * n
+        human = f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
+        raise RepsimError(
+            f"{label}: metric {metric.spec} builds N x N matrices; N={n} needs about {human} per matrix, "
+            f"above max_gram {max_gram}; use max_samples or raise max_gram"
+        )
+
+
+def base_record(
+    a: Layer, b: Layer, metric: BoundMetric, result: MetricResult, details: bool = False
+) -> dict[str, Any]:
+    """The record of one computed pair (see :func:`repsim_cli.results.make_record`)."""
+    shown = None
+    if result.details:
+        shown = result.details if details else {k: v for k, v in result.details.items() if not isinstance(v, list)}
+    return make_record(
+        a.label, b.label, metric, result.value, a.data.shape[0], a.data.shape[1], b.data.shape[1],
+        shape_a=list(a.ref.shape) if a.ref.shape != a.data.shape else None,
+        shape_b=list(b.ref.shape) if b.ref.shape != b.data.shape else None,
+        details=shown or None,
+        warnings=[*a.warnings, *b.warnings, *result.warnings],
+    )
+
+
+def compare_pairs(
+    pairs: Sequence[tuple[LayerRef, LayerRef]],
+    metrics: Sequence[BoundMetric],
+    options: LoadOptions,
+    details: bool = False,
+    permutations: int = 0,
+    bootstrap: int = 0,
+    ci: float = 0.95,
+    jobs: int = 1,
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """Records for every (pair, metric), in pair order then metric order."""
+    from repsim_cli import stats
+
+    refs = [r for pair in pairs for r in pair]
+    cache = LayerCache.for_refs(refs, options, min_samples=max(m.min_n for m in metrics))
+    records = []
+    for a_ref, b_ref in pairs:
+        a, b = cache.layer(a_ref), cache.layer(b_ref)
+        for metric in metrics:
+            prep_a, prep_b = cache.prepared(a_ref, metric), cache.prepared(b_ref, metric)
+            try:
+                result = metric.pair(prep_a, prep_b)
+            except RepsimError as exc:
+                raise RepsimError(f"{a.label} vs {b.label}, metric {metric.spec}: {exc}") from None
+            record = base_record(a, b, metric, result, details)
+            if permutations:
+                null = stats.permutation_null(
+                    metric, a.data, b.data, permutations, seed=options.seed, prep_a=prep_a, prep_b=prep_b,
+                    observed=result.value, jobs=jobs, progress=progress,
+                )
+                record.update(null.as_record())
+                record["warnings"] = list(dict.fromkeys([*record["warnings"], *null.warnings]))
+            if bootstrap:
+                boot = stats.bootstrap_interval(
+                    metric, a.data, b.data, bootstrap, ci=ci, seed=options.seed, jobs=jobs, progress=progress,
+                    observed=result.value,
+                )
+                record.update(boot.as_record())
+                record["warnings"] = list(dict.fromkeys([*record["warnings"], *boot.warnings]))
+            records.append(record)
+            if progress and not (permutations or bootstrap):
+                progress(1)
+        cache.release(a_ref)
+        cache.release(b_ref)
+    return records
+
+
+def physical_memory_bytes() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # not POSIX: assume 8 GiB
+        return 8 * 2**30
+
+
+def in_memory_bytes(a: LayerRef, b: LayerRef, options: LoadOptions) -> int:
+    """Rough peak of the in-memory path: both layers in float64, plus a centered copy of each."""
+    n = a.n_samples
+    return 16 * n * (a.features(options.pool, options.channel_axis) + b.features(options.pool, options.channel_axis))
+
+
+def stream_route(a: LayerRef, b: LayerRef, options: LoadOptions) -> tuple[str, int]:
+    """How one pair streams, and the memory that route keeps.
+
+    ``features``: row blocks, the F x F second moments (O(F_A^2 + F_B^2 + F_A F_B)).
+    ``gram``: column blocks, each centered exactly, accumulated into the two N x N Gram matrices
+    (O(N^2)) -- the route for layers much wider than N (flattened conv maps).
+    """
+    fa, fb = a.features(options.pool, options.channel_axis), b.features(options.pool, options.channel_axis)
+    n = a.n_samples
+    moments = 8 * (fa * fa + fb * fb + fa * fb)
+    grams = 8 * 3 * n * n  # two Grams and one U-centered copy
+    return ("gram", grams) if grams < moments else ("features", moments)
+
+
+def should_stream(
+    pairs: Sequence[tuple[LayerRef, LayerRef]],
+    metrics: Sequence[BoundMetric],
+    options: LoadOptions,
+    nulls: bool,
+    stream: bool | None,
+) -> bool:
+    """Stream when asked, or automatically when a pair would not fit in half the RAM in memory.
+
+    Only linear CKA streams (see :func:`stream_route`); nulls and row subsets need the data in memory.
+    """
+    streamable = all(m.name == "cka" and m.params["kernel"] == "linear" for m in metrics)
+    subset = options.max_samples is not None or options.samples is not None
+    keeps = max(stream_route(a, b, options)[1] for a, b in pairs)
+    if stream:
+        if keeps > physical_memory_bytes() // 2:
+            raise RepsimError(
+                f"stream would keep {keeps / 2**30:.1f} GiB of F x F moments or N x N Gram matrices; "
+                "reduce F with pool mean (conv maps) or N with max_samples (without stream)"
+            )
+        if not streamable:
+            other = ", ".join(m.spec for m in metrics if not (m.name == "cka" and m.params["kernel"] == "linear"))
+            raise RepsimError(f"stream supports linear cka only (cka, cka:debiased=true), not {other}")
+        if nulls or subset:
+            raise RepsimError("stream reads every row once; it cannot be combined with nulls (permutations/bootstrap) or a row subset (max_samples/samples)")
+        return True
+    if stream is False or not streamable or nulls or subset or keeps > physical_memory_bytes() // 4:
+        return False
+    return max(in_memory_bytes(a, b, options) for a, b in pairs) > physical_memory_bytes() // 2
+
+
+def compare_streamed(
+    pairs: Sequence[tuple[LayerRef, LayerRef]],
+    metrics: Sequence[BoundMetric],
+    options: LoadOptions,
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """Linear CKA records computed by streaming each pair (see :mod:`repsim_cli.streaming`)."""
+    from repsim_cli.engines.streaming import gram_cka, streamed_centered_gram, streamed_hsic
+
+    if check_same_n([r for pair in pairs for r in pair]) < 4:
+        raise RepsimError(f"streaming CKA needs at least 4 inputs, got N={pairs[0][0].n_samples}")
+    records = []
+    for a, b in pairs:
+        route, _ = stream_route(a, b, options)
+        if route == "features":
+            moments = streamed_hsic(a, b, options.pool, options.channel_axis)
+            value = moments.cka
+        else:
+            ka = streamed_centered_gram(a, options.pool, options.channel_axis)
+            kb = streamed_centered_gram(b, options.pool, options.channel_axis)
+            value = functools.partial(gram_cka, ka, kb)
+        for metric in metrics:
+            records.append(make_record(
+                a.label, b.label, metric, value(metric.params["debiased"]), a.n_samples,
+                a.features(options.pool, options.channel_axis), b.features(options.pool, options.channel_axis),
+                details={"streamed": route},
+            ))
+            if progress:
+                progress(1)
+    return records
+
+
+def thresholds_crossed(
+    records: Sequence[dict[str, Any]], fail_below: float | None, fail_above: float | None
+) -> list[str]:
+    """Human-readable list of records that cross a CI gate (empty if none)."""
+    out = []
+    for r in records:
+        v = r["value"]
+        if fail_below is not None and v < fail_below:
+            out.append(f"{r['a']} vs {r['b']} {r['metric']}={v:.6g} < fail_below {fail_below}")
+        if fail_above is not None and v > fail_above:
+            out.append(f"{r['a']} vs {r['b']} {r['metric']}={v:.6g} > fail_above {fail_above}")
+    return out
+
+
+def compare_layers(
+    pairs: Sequence[tuple[LayerRef, LayerRef]],
+    metrics: Sequence[BoundMetric],
+    options: LoadOptions,
+    *,
+    details: bool = False,
+    permutations: int = 0,
+    bootstrap: int = 0,
+    ci: float = 0.95,
+    jobs: int = 1,
+    stream: bool | None = None,
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """Records for every (pair, metric): streamed when asked or when the layers would not fit, else in memory."""
+    if permutations < 0 or bootstrap < 0:
+        raise RepsimError(f"permutations and bootstrap must be >= 0, got {permutations} and {bootstrap}")
+    if not 0 < ci < 1:
+        raise RepsimError(f"ci must lie in (0, 1), got {ci}")
+    if jobs < 1:
+        raise RepsimError(f"jobs must be >= 1, got {jobs}")
+    if not metrics:
+        raise RepsimError("no metric given")
+    if should_stream(pairs, metrics, options, bool(permutations or bootstrap), stream):
+        return compare_streamed(pairs, metrics, options, progress=progress)
+    return compare_pairs(
+        pairs, metrics, options, details=details, permutations=permutations, bootstrap=bootstrap,
+        ci=ci, jobs=jobs, progress=progress,
+    )
+
+
+def count_steps(pairs: Sequence[Any], metrics: Sequence[BoundMetric], permutations: int, bootstrap: int) -> int:
+    """Progress steps of :func:`compare_layers`."""
+    return len(pairs) * len(metrics) * max(1, permutations + bootstrap)

@@ -1,0 +1,267 @@
+"""One reader for every array file format: metadata without data, then whole, rows or blocks.
+
+Every command reads arrays through this module, so a format is added once (:func:`register_format`)
+and then works for activation layers, gradient files, index files and streaming alike.
+
+- :func:`list_arrays` -- names, shapes, dtypes and chunking of every array, plus the file's
+  attributes, without reading data;
+- :func:`open_array` -- a context manager giving an object that slices like a NumPy array
+  (an ``h5py.Dataset``, a read-only memory map, ...), so callers read only what they slice;
+- :func:`read_array`, :func:`iter_row_blocks`, :func:`iter_axis_blocks` -- the three ways
+  data is read: whole (or some rows), consecutive row blocks, consecutive slabs along an axis.
+
+Built-in formats: HDF5 (``.h5``, ``.hdf5``), ``.npy`` and ``.npz``. Nothing here executes code
+from a file: NumPy files are read with ``allow_pickle=False`` and object arrays are refused.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zipfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from repsim_cli.errors import RepsimError
+
+#: HDF5 chunk cache while reading (bytes): a whole row of chunks fits for typical layers
+RDCC_BYTES = 64 * 2**20
+
+
+@dataclass(frozen=True)
+class ArrayInfo:
+    """Metadata of one stored array (no data read)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    chunks: tuple[int, ...] | None = None
+
+
+Lister = Callable[[str], "tuple[list[ArrayInfo], dict[str, Any]]"]
+Opener = Callable[[str, str], Any]  # (path, name) -> context manager yielding a sliceable array
+
+
+@dataclass(frozen=True)
+class ArrayFormat:
+    """How to list and open the arrays of one file format."""
+
+    kind: str
+    suffixes: tuple[str, ...]
+    lister: Lister
+    opener: Opener
+    #: rows can be sliced without reading the whole array (False for compressed members)
+    sliceable: bool = True
+    #: the "file" is a directory (e.g. a zarr directory store)
+    directory: bool = False
+
+
+FORMATS: dict[str, ArrayFormat] = {}
+
+
+def register_format(fmt: ArrayFormat) -> ArrayFormat:
+    """Add a file format (later formats: zarr, .pt, .safetensors) to every command at once."""
+    FORMATS[fmt.kind] = fmt
+    return fmt
+
+
+def suffixes() -> tuple[str, ...]:
+    """Every file extension some registered format reads."""
+    return tuple(s for fmt in FORMATS.values() for s in fmt.suffixes)
+
+
+def natural_key(name: str) -> list[Any]:
+    """Sort key that orders embedded integers numerically (``layers/2`` < ``layers/10``)."""
+    return [int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", name)]
+
+
+def file_kind(path: str) -> str:
+    """The registered format of ``path``, from its extension."""
+    name = str(path).rstrip("/").lower()
+    for fmt in FORMATS.values():
+        if any(name.endswith(s) for s in fmt.suffixes):
+            return fmt.kind
+    suffix = Path(name).suffix
+    raise RepsimError(f"{path}: unknown file extension {suffix or '(none)'!r}; expected one of {', '.join(suffixes())}")
+
+
+def check_exists(path: str, directory_ok: bool = False) -> None:
+    """A clear error for a missing path (or a directory where a file is expected)."""
+    if not os.path.exists(path):
+        raise RepsimError(f"{path}: no such file")
+    if os.path.isdir(path) and not directory_ok:
+        raise RepsimError(f"{path}: is a directory, expected an activation file")
+
+
+def is_numeric(dtype: np.dtype) -> bool:
+    return bool(np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating) or dtype == np.bool_)
+
+
+def decode_attr(value: Any) -> Any:
+    """An attribute value as plain Python (bytes -> str, arrays -> lists)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in ("S", "O", "U"):
+            return [decode_attr(v) for v in value.tolist()]
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def list_arrays(path: str) -> tuple[list[ArrayInfo], dict[str, Any]]:
+    """Every array in the file (in the format's natural order) and the file's attributes. Lazy."""
+    fmt = FORMATS[file_kind(path)]
+    check_exists(path, directory_ok=fmt.directory)
+    try:
+        return fmt.lister(path)
+    except RepsimError:
+        raise
+    except Exception as exc:  # corrupt / truncated / not the format its name says
+        raise RepsimError(f"{path}: cannot read as {fmt.kind.upper()} file ({type(exc).__name__}: {exc})") from exc
+
+
+@contextmanager
+def open_array(path: str, kind: str, name: str) -> Iterator[Any]:
+    """Open one array for slicing; errors while opening name the file and the array."""
+    try:
+        cm = FORMATS[kind].opener(path, name)
+        arr = cm.__enter__()
+    except RepsimError:
+        raise
+    except Exception as exc:
+        raise RepsimError(f"{path}: cannot open {name!r} ({type(exc).__name__}: {exc})") from exc
+    try:
+        yield arr
+    finally:
+        cm.__exit__(None, None, None)
+
+
+def take_rows(arr: Any, rows: np.ndarray) -> np.ndarray:
+    """``arr[rows]`` for any sliceable array: sorted unique reads, then the requested order."""
+    uniq, inverse = np.unique(rows, return_inverse=True)
+    return np.asarray(arr[uniq])[inverse.reshape(-1)]
+
+
+def read_array(path: str, kind: str, name: str, rows: np.ndarray | None = None) -> np.ndarray:
+    """Read one array (optionally only some rows) in its stored dtype."""
+    try:
+        with open_array(path, kind, name) as arr:
+            return np.asarray(arr[()] if rows is None else take_rows(arr, rows))
+    except RepsimError:
+        raise
+    except Exception as exc:
+        raise RepsimError(f"{path}: cannot read {name!r} ({type(exc).__name__}: {exc})") from exc
+
+
+def rows_per_block(shape: tuple[int, ...], itemsize: int, block_bytes: int) -> int:
+    row_bytes = max(1, int(np.prod(shape[1:])) * itemsize)
+    return max(1, block_bytes // row_bytes)
+
+
+def iter_row_blocks(path: str, kind: str, name: str, shape: tuple[int, ...], itemsize: int,
+                    block_bytes: int = 64 * 2**20, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
+    """Rows ``start:stop`` of one array in consecutive blocks of about ``block_bytes`` (bounded memory)."""
+    step = rows_per_block(shape, itemsize, block_bytes)
+    stop = int(shape[0]) if stop is None else stop
+    try:
+        with open_array(path, kind, name) as arr:
+            for s in range(start, stop, step):
+                yield np.asarray(arr[s : min(stop, s + step)])
+    except RepsimError:
+        raise
+    except Exception as exc:
+        raise RepsimError(f"{path}:{name}: cannot read ({type(exc).__name__}: {exc})") from exc
+
+
+def iter_axis_blocks(path: str, kind: str, name: str, shape: tuple[int, ...], axis: int, step: int) -> Iterator[np.ndarray]:
+    """Slabs of ``step`` indices along ``axis`` (all rows each), e.g. column blocks of N x P gradients."""
+    try:
+        with open_array(path, kind, name) as arr:
+            for c0 in range(0, shape[axis], step):
+                index = (slice(None),) * axis + (slice(c0, min(shape[axis], c0 + step)),)
+                yield np.asarray(arr[index])
+    except RepsimError:
+        raise
+    except Exception as exc:
+        raise RepsimError(f"{path}:{name}: cannot read ({type(exc).__name__}: {exc})") from exc
+
+
+# --------------------------------------------------------------------------- HDF5
+
+
+def _list_hdf5(path: str) -> tuple[list[ArrayInfo], dict[str, Any]]:
+    import h5py
+
+    infos: list[ArrayInfo] = []
+    with h5py.File(path, "r") as f:
+        attrs = {k: decode_attr(v) for k, v in f.attrs.items()}
+
+        def visit(name: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Dataset):
+                shape = tuple(int(s) for s in (obj.shape or ()))
+                infos.append(ArrayInfo(name, shape, obj.dtype, tuple(obj.chunks) if obj.chunks else None))
+
+        f.visititems(visit)
+    infos.sort(key=lambda i: natural_key(i.name))
+    return infos, attrs
+
+
+@contextmanager
+def _open_hdf5(path: str, name: str) -> Iterator[Any]:
+    import h5py
+
+    with h5py.File(path, "r", rdcc_nbytes=RDCC_BYTES) as f:
+        yield f[name]
+
+
+# --------------------------------------------------------------------------- NumPy
+
+
+def _npy_header(fh: Any) -> tuple[tuple[int, ...], np.dtype]:
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+    else:
+        shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+    return tuple(int(s) for s in shape), np.dtype(dtype)
+
+
+def _list_npy(path: str) -> tuple[list[ArrayInfo], dict[str, Any]]:
+    with open(path, "rb") as fh:  # the header only: no data is read
+        shape, dtype = _npy_header(fh)
+    if dtype.hasobject:
+        raise RepsimError(f"{path}: object (pickled) arrays are refused: loading them could execute code")
+    return [ArrayInfo(Path(path).stem, shape, dtype)], {}
+
+
+@contextmanager
+def _open_npy(path: str, name: str) -> Iterator[Any]:
+    yield np.load(path, mmap_mode="r", allow_pickle=False)
+
+
+def _list_npz(path: str) -> tuple[list[ArrayInfo], dict[str, Any]]:
+    infos = []
+    with zipfile.ZipFile(path) as zf:
+        for member in zf.namelist():
+            if member.endswith(".npy"):
+                with zf.open(member) as fh:
+                    shape, dtype = _npy_header(fh)
+                infos.append(ArrayInfo(member[: -len(".npy")], shape, dtype))
+    return infos, {}
+
+
+@contextmanager
+def _open_npz(path: str, name: str) -> Iterator[Any]:
+    with np.load(path, allow_pickle=False) as z:  # compressed members are read whole
+        yield z[name]
+
+
+register_format(ArrayFormat("hdf5", (".h5", ".hdf5"), _list_hdf5, _open_hdf5))
+register_format(ArrayFormat("npy", (".npy",), _list_npy, _open_npy))
+register_format(ArrayFormat("npz", (".npz",), _list_npz, _open_npz, sliceable=False))
