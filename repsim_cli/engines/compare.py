@@ -179,8 +179,13 @@ def compare_pairs(
     ci: float = 0.95,
     jobs: int = 1,
     progress: Progress | None = None,
+    ci_method: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Records for every (pair, metric), in pair order then metric order."""
+    """Records for every (pair, metric), in pair order then metric order.
+
+    An interval is added when ``bootstrap`` > 0 or ``ci_method='jackknife'`` (which draws no
+    resample); ``ci_method`` None picks each metric's default (:mod:`repsim_cli.stats.intervals`).
+    """
     from repsim_cli import stats
 
     refs = [r for pair in pairs for r in pair]
@@ -202,10 +207,10 @@ def compare_pairs(
                 )
                 record.update(null.as_record())
                 record["warnings"] = list(dict.fromkeys([*record["warnings"], *null.warnings]))
-            if bootstrap:
+            if bootstrap or ci_method == "jackknife":
                 boot = stats.bootstrap_interval(
                     metric, a.data, b.data, bootstrap, ci=ci, seed=options.seed, jobs=jobs, progress=progress,
-                    observed=result.value,
+                    observed=result.value, ci_method=ci_method,
                 )
                 record.update(boot.as_record())
                 record["warnings"] = list(dict.fromkeys([*record["warnings"], *boot.warnings]))
@@ -333,8 +338,15 @@ def compare_layers(
     jobs: int = 1,
     stream: bool | None = None,
     progress: Progress | None = None,
+    ci_method: str | None = None,
 ) -> list[dict[str, Any]]:
     """Records for every (pair, metric): streamed when asked or when the layers would not fit, else in memory."""
+    from repsim_cli.stats.intervals import check_ci_method
+
+    if ci_method is not None:
+        check_ci_method(ci_method)
+        if ci_method != "jackknife" and bootstrap < 2:
+            raise RepsimError(f"ci_method={ci_method} resamples the inputs; use bootstrap 2 or more (got {bootstrap}), or ci_method=jackknife")
     if permutations < 0 or bootstrap < 0:
         raise RepsimError(f"permutations and bootstrap must be >= 0, got {permutations} and {bootstrap}")
     if not 0 < ci < 1:
@@ -343,11 +355,11 @@ def compare_layers(
         raise RepsimError(f"jobs must be >= 1, got {jobs}")
     if not metrics:
         raise RepsimError("no metric given")
-    if should_stream(pairs, metrics, options, bool(permutations or bootstrap), stream):
+    if should_stream(pairs, metrics, options, bool(permutations or bootstrap or ci_method), stream):
         return compare_streamed(pairs, metrics, options, progress=progress)
     return compare_pairs(
         pairs, metrics, options, details=details, permutations=permutations, bootstrap=bootstrap,
-        ci=ci, jobs=jobs, progress=progress,
+        ci=ci, jobs=jobs, progress=progress, ci_method=ci_method,
     )
 
 

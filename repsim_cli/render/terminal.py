@@ -32,7 +32,7 @@ def compare_table(records: Sequence[dict[str, Any]], seed: int) -> Any:
     table = Table(caption=f"seed {seed}", caption_justify="left")
     for col in ("A", "B", "metric", "value", "N", "F_A", "F_B"):
         table.add_column(col, justify="right" if col in ("value", "N", "F_A", "F_B") else "left")
-    extras = [k for k in ("p_value", "z", "ci_low", "ci_high") if any(k in r for r in records)]
+    extras = [k for k in ("p_value", "z", "ci_low", "ci_high", "ci_method") if any(k in r for r in records)]
     for k in extras:
         table.add_column(k, justify="right")
     for r in records:

@@ -445,22 +445,22 @@ def bootstrap_interval(
     only (~63% of N): the interval is honest about the estimator, somewhat wider than for N
     rows; a warning says so. Resamples where the metric is undefined are skipped, with a warning.
     """
+    from repsim_cli.stats import intervals
+
     seed = _check_seed(seed)
     _check_ci(ci)
-    if n_boot < 2:
-        raise RepsimError(f"bootstrap must be >= 2, got {n_boot}")
+    unique = needs_distinct_rows(metric) if unique_rows is None else bool(unique_rows)
+    method = intervals.default_ci_method(metric, unique) if ci_method is None else intervals.check_ci_method(ci_method)
+    if n_boot < 2 and method != "jackknife":
+        raise RepsimError(f"ci_method={method} resamples the inputs; use bootstrap 2 or more (got {n_boot}), or ci_method=jackknife")
     if jobs < 1:
         raise RepsimError(f"jobs must be >= 1, got {jobs}")
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     _check_pair(x, y)
-    unique = needs_distinct_rows(metric) if unique_rows is None else bool(unique_rows)
-    from repsim_cli.stats import intervals
-
-    method = intervals.default_ci_method(metric, unique) if ci_method is None else intervals.check_ci_method(ci_method)
     if method == "jackknife":
         lo, hi, jk, notes = intervals.jackknife_interval(metric, x, y, ci, observed)
-        if progress:
+        if progress and n_boot:
             progress(n_boot)
         return BootstrapResult(jk.values, ci, lo, hi, n_boot, unique, seed, notes, "jackknife", jk.se)
     job = _Job(metric, x, y)
