@@ -7,9 +7,9 @@ import pytest
 from scipy.stats import norm
 
 from repsim_cli import stats
-from repsim_cli.stats import intervals
 from repsim_cli.errors import RepsimError
 from repsim_cli.metrics import parse_metric
+from repsim_cli.stats import intervals
 
 DOWNDATED = ["cka", "cka:debiased=true", "hsic", "hsic:debiased=true", "procrustes", "procrustes:stat=distance",
              "procrustes:stat=angle", "cca", "cca:stat=r2"]

@@ -4,10 +4,10 @@ and a direct transcription of the formula to 1e-10."""
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
-
-import importlib
 
 from repsim_cli.metrics import parse_metric
 from repsim_cli.metrics._linalg import left_svd, wide_factor

@@ -157,7 +157,7 @@ def wide_factor(xc: np.ndarray) -> np.ndarray:
     quantity that depends on Xc only through its Gram matrix (left singular vectors, singular
     values, Procrustes, canonical correlations) can be computed from L.
     """
-    r = np.linalg.qr(xc.T, mode="r")  # N x N
+    r = np.asarray(np.linalg.qr(xc.T, mode="r"))  # N x N (mode "r" returns R only)
     return np.ascontiguousarray(r.T)
 
 
