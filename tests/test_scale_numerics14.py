@@ -106,3 +106,29 @@ def test_offset_near_the_largest_float(metric: BoundMetric) -> None:
     x, y = data(max(40, metric.min_n + 5))
     reference = metric.compute(x, y).value
     assert metric.compute(x * 2.0**1015 + 2.0**1022, y).value == pytest.approx(reference, abs=1e-8)
+
+
+@pytest.mark.parametrize("scale", [1e300, 1e-300])
+def test_compare_in_memory_and_streamed_at_extreme_scales(tmp_path, scale):
+    """End to end: both engines give the scale-1 value; a non-finite value is exit 2 naming layer and metric."""
+    import json
+
+    import h5py
+    from typer.testing import CliRunner
+
+    from repsim_cli.cli import app
+
+    x, y = data(60)
+    for name, arr in (("a", x), ("b", y), ("as", x * scale), ("bs", y * scale)):
+        with h5py.File(tmp_path / f"{name}.h5", "w") as f:
+            f["l"] = arr
+    run = lambda *a: CliRunner().invoke(app, [str(v) for v in a])  # noqa: E731
+    ref = json.loads(run("compare", tmp_path / "a.h5", tmp_path / "b.h5", "-m", "cka", "-f", "json").stdout)
+    for stream in ("--stream", "--no-stream"):
+        out = run("compare", tmp_path / "as.h5", tmp_path / "bs.h5", "-m", "cka", "-m", "cka:debiased=true", stream, "-f", "json")
+        assert out.exit_code == 0, out.output
+        value = json.loads(out.stdout)["results"][0]["value"]
+        assert value == pytest.approx(ref["results"][0]["value"], abs=1e-8)
+    if scale > 1:
+        bad = run("compare", tmp_path / "as.h5", tmp_path / "bs.h5", "-m", "hsic")
+        assert bad.exit_code == 2 and "metric hsic" in bad.output and "not finite" in bad.output and "as.h5" in bad.output

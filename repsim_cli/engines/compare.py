@@ -302,8 +302,17 @@ def compare_streamed(
             kb = streamed_centered_gram(b, options.pool, options.channel_axis)
             value = functools.partial(gram_cka, ka, kb)
         for metric in metrics:
+            try:
+                v = value(metric.params["debiased"])
+            except RepsimError as exc:
+                raise RepsimError(f"{a.label} vs {b.label}, metric {metric.spec}: {exc}") from None
+            if not np.isfinite(v):
+                raise RepsimError(
+                    f"{a.label} vs {b.label}, metric {metric.spec}: the value is {v} (not finite): the streamed "
+                    "moments overflowed or divided by zero"
+                )
             records.append(make_record(
-                a.label, b.label, metric, value(metric.params["debiased"]), a.n_samples,
+                a.label, b.label, metric, v, a.n_samples,
                 a.features(options.pool, options.channel_axis), b.features(options.pool, options.channel_axis),
                 details={"streamed": route},
             ))
