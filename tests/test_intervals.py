@@ -47,7 +47,25 @@ def test_other_metrics_recompute_and_say_what_it_costs(spec):
     assert jk.route == "recompute"
     np.testing.assert_allclose(jk.values, brute_force(metric, x, y), rtol=0, atol=1e-14)
     res = stats.bootstrap_interval(metric, x, y, 20, ci_method="jackknife")
-    assert any("recomputed the index 15 times" in w for w in res.warnings)
+    assert any("recomputed the index N = 15 times" in w for w in res.warnings)
+
+
+def test_large_n_without_downdates_uses_a_seeded_grouped_jackknife():
+    """Beyond max_groups inputs: delete-d over a seeded random partition, G recomputations."""
+    x, y = related(53, 4, 3, seed=5)
+    metric = parse_metric("matched")
+    jk = intervals.jackknife(metric, x, y, max_groups=10, seed=7)
+    parts = intervals.group_partition(53, 10, 7)
+    assert jk.route == "grouped" and len(parts) == 10 and sorted(np.concatenate(parts).tolist()) == list(range(53))
+    assert {p.size for p in parts} == {5, 6}
+    expected = [metric.compute(np.delete(x, p, 0), np.delete(y, p, 0)).value for p in parts]
+    np.testing.assert_allclose(jk.values, expected, rtol=0, atol=1e-14)
+    assert jk.se == pytest.approx(np.sqrt(9 / 10 * np.sum((jk.values - np.mean(jk.values)) ** 2)))
+    again = intervals.jackknife(metric, x, y, max_groups=10, seed=7)
+    assert np.array_equal(again.values, jk.values)
+    big_x, big_y = related(260, 3, 3, seed=6)
+    res = stats.bootstrap_interval(metric, big_x, big_y, 10, ci_method="jackknife")
+    assert res.values.size == intervals.MAX_GROUPS and any("grouped jackknife, 200 recomputations" in w for w in res.warnings)
 
 
 def test_jackknife_standard_error_and_interval_by_hand():

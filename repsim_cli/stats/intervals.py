@@ -12,7 +12,8 @@ resampled values are shifted and the percentile interval can lie entirely beside
   cross-products (deleting row i and re-centering changes Xc^T Yc to Xc^T Yc - N/(N-1) x_i y_i^T),
   O(N F^2) in all for linear CKA/HSIC (biased and debiased); Procrustes and CCA need the
   singular values of N small downdated matrices (O(N r^3), r = min(F_A, F_B)); other
-  indexes are recomputed N times (the cost is said in a note).
+  indexes are recomputed, N times up to N = 200 and beyond that as a grouped (delete-d)
+  jackknife over 200 groups of a seeded random partition (a note says which and its cost).
 - ``bca``: Efron's bias-corrected and accelerated percentile interval (Efron, "Better bootstrap
   confidence intervals", JASA 1987): bias correction z0 = Phi^-1(#{t* < t} / B) (ties count
   half), acceleration a = sum d_i^3 / (6 (sum d_i^2)^(3/2)), d_i = t_(.) - t_(i) from the
@@ -74,7 +75,7 @@ class Jackknife:
 
     estimate: float
     values: np.ndarray  # t_(i), the index without input i (N values)
-    route: str  # "downdate" or "recompute"
+    route: str  # "downdate", "recompute" (delete-one) or "grouped" (delete-d, values per group)
 
     @property
     def se(self) -> float:
@@ -95,8 +96,16 @@ class Jackknife:
         return self.estimate - z * self.se, self.estimate + z * self.se
 
 
-def jackknife(metric: Any, x: np.ndarray, y: np.ndarray, estimate: float | None = None) -> Jackknife:
-    """Delete-one jackknife of ``metric(x, y)``: downdates where the metric has them, else N recomputations."""
+#: the generic route recomputes the index at most this many times (grouped jackknife beyond)
+MAX_GROUPS = 200
+
+
+def jackknife(metric: Any, x: np.ndarray, y: np.ndarray, estimate: float | None = None, *,
+              max_groups: int = MAX_GROUPS, seed: int = 0) -> Jackknife:
+    """Jackknife of ``metric(x, y)``: delete-one by downdates where the metric has them; otherwise
+    recomputations, delete-one up to ``max_groups`` inputs and beyond that the grouped (delete-d)
+    jackknife over ``max_groups`` groups of a seeded random partition (d ~ N / max_groups; se
+    formula with G = groups in place of N), so its cost stays ``max_groups`` comparisons."""
     x = np.asarray(x)
     y = np.asarray(y)
     n = x.shape[0]
@@ -106,29 +115,53 @@ def jackknife(metric: Any, x: np.ndarray, y: np.ndarray, estimate: float | None 
         estimate = float(metric.compute(x, y).value)
     fast = _fast_route(metric)
     values = fast(metric, x, y) if fast is not None else None
-    route = "downdate"
     if values is None:
-        values, route = np.full(n, np.nan), "recompute"
+        return _recomputed(metric, x, y, float(estimate), max_groups, seed)
     bad = np.flatnonzero(~np.isfinite(values))
-    if route == "downdate" and bad.size > max(20, n // 20):
+    if bad.size > max(20, n // 20):
         raise RepsimError(
             f"{metric.spec}: the jackknife is undefined here ({bad.size} of {n} inputs each carry a direction of "
             "their own, so deleting one changes the rank); use ci_method=percentile"
         )
-    for i in bad:  # recompute where there is no downdate (or where it is ill-conditioned)
-        keep = np.arange(n) != i
-        try:
-            values[i] = metric.compute(x[keep], y[keep]).value
-        except RepsimError as exc:
-            raise RepsimError(f"{metric.spec}: the jackknife failed without input {i}: {exc}") from None
-    return Jackknife(float(estimate), values, route)
+    for i in bad:  # recompute where the downdate is ill-conditioned
+        values[i] = _without(metric, x, y, np.array([i]))
+    return Jackknife(float(estimate), values, "downdate")
 
 
-def recompute_note(metric: Any, n: int) -> str:
-    return (
-        f"{metric.spec}: the jackknife recomputed the index {n} times (no downdate route for this metric): "
-        f"its cost is N = {n} comparisons"
-    )
+def _without(metric: Any, x: np.ndarray, y: np.ndarray, rows: np.ndarray) -> float:
+    keep = np.ones(x.shape[0], dtype=bool)
+    keep[rows] = False
+    try:
+        return float(metric.compute(x[keep], y[keep]).value)
+    except RepsimError as exc:
+        raise RepsimError(f"{metric.spec}: the jackknife failed without input(s) {rows[:5].tolist()}: {exc}") from None
+
+
+def group_partition(n: int, groups: int, seed: int) -> list[np.ndarray]:
+    """``groups`` disjoint row sets of sizes differing by at most one, from a seeded permutation."""
+    from repsim_cli.stats.nulls import JACK_STREAM
+
+    perm = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(JACK_STREAM,))).permutation(n)
+    return [np.sort(part) for part in np.array_split(perm, groups)]
+
+
+def _recomputed(metric: Any, x: np.ndarray, y: np.ndarray, estimate: float, max_groups: int, seed: int) -> Jackknife:
+    n = x.shape[0]
+    if n <= max_groups:
+        values = np.array([_without(metric, x, y, np.array([i])) for i in range(n)])
+        return Jackknife(estimate, values, "recompute")
+    parts = group_partition(n, max_groups, seed)
+    return Jackknife(estimate, np.array([_without(metric, x, y, rows) for rows in parts]), "grouped")
+
+
+def recompute_note(metric: Any, jk: Jackknife, n: int) -> str:
+    count = jk.values.size
+    if jk.route == "grouped":
+        return (
+            f"{metric.spec}: no downdate route for this metric: grouped jackknife, {count} recomputations each "
+            f"without ~{n / count:.3g} of the N = {n} inputs (a seeded random partition)"
+        )
+    return f"{metric.spec}: no downdate route for this metric: the jackknife recomputed the index N = {n} times"
 
 
 def _fast_route(metric: Any) -> Callable[[Any, np.ndarray, np.ndarray], np.ndarray | None] | None:
@@ -308,10 +341,10 @@ def bca_interval(boot: np.ndarray, estimate: float, acceleration: float, ci: flo
     return float(lo), float(hi), notes
 
 
-def jackknife_interval(metric: Any, x: np.ndarray, y: np.ndarray, ci: float, estimate: float | None = None
-                       ) -> tuple[float, float, Jackknife, list[str]]:
+def jackknife_interval(metric: Any, x: np.ndarray, y: np.ndarray, ci: float, estimate: float | None = None,
+                       seed: int = 0) -> tuple[float, float, Jackknife, list[str]]:
     """Normal interval estimate +- z se_jack, the jackknife itself and its notes."""
-    jk = jackknife(metric, x, y, estimate)
+    jk = jackknife(metric, x, y, estimate, seed=seed)
     lo, hi = jk.interval(ci)
-    notes = [recompute_note(metric, jk.values.size)] if jk.route == "recompute" else []
+    notes = [recompute_note(metric, jk, x.shape[0])] if jk.route != "downdate" else []
     return lo, hi, jk, notes

@@ -33,6 +33,7 @@ Progress = Callable[[int], None]
 #: spawn-key prefixes separating the random streams drawn from one user seed
 BOOT_STREAM = 0x626F6F74  # "boot"
 LABEL_STREAM = 0x6C61626C  # "labl"
+JACK_STREAM = 0x6A61636B  # "jack": the grouped jackknife's partition
 #: permutations / resamples per unit of work (progress granularity, process chunks)
 _CHUNK = 8
 #: relabellings evaluated at once by the group test (bounds memory: chunk x pairs floats)
@@ -459,7 +460,7 @@ def bootstrap_interval(
     y = np.asarray(y, dtype=np.float64)
     _check_pair(x, y)
     if method == "jackknife":
-        lo, hi, jk, notes = intervals.jackknife_interval(metric, x, y, ci, observed)
+        lo, hi, jk, notes = intervals.jackknife_interval(metric, x, y, ci, observed, seed)
         if progress and n_boot:
             progress(n_boot)
         return BootstrapResult(jk.values, ci, lo, hi, n_boot, unique, seed, notes, "jackknife", jk.se)
@@ -485,10 +486,10 @@ def bootstrap_interval(
     if method == "bca":
         if observed is None:
             observed = float(metric.compute(x, y).value)
-        jk = intervals.jackknife(metric, x, y, observed)
+        jk = intervals.jackknife(metric, x, y, observed, seed=seed)
         lo, hi, notes = intervals.bca_interval(finite, observed, jk.acceleration, ci)
         se = jk.se
-        warnings += notes + ([intervals.recompute_note(metric, jk.values.size)] if jk.route == "recompute" else [])
+        warnings += notes + ([intervals.recompute_note(metric, jk, x.shape[0])] if jk.route != "downdate" else [])
     else:
         lo, hi = percentile_interval(finite, ci)
     warnings += _tail_warning(finite.size, ci, "bootstrap values")
