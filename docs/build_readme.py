@@ -24,6 +24,21 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 BLOCK = re.compile(r"```console\n(.*?)```", re.S)
 TABLE = re.compile(r"(<!-- metric-table -->\n)(.*?)(<!-- /metric-table -->)", re.S)
+PYTHON = re.compile(r"(<!-- python-example -->\n```python\n)(.*?)(```\n\n```text\n)(.*?)(```)", re.S)
+
+
+def python_examples(text: str) -> list[str]:
+    """The code of every ``<!-- python-example -->`` block."""
+    return [m.group(2) for m in PYTHON.finditer(text)]
+
+
+def run_python(code: str, cwd: Path = ROOT) -> str:
+    """Run one example in a fresh interpreter from ``cwd``; its stdout (stderr goes to the caller)."""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True,
+                          env=dict(os.environ, MPLBACKEND="Agg"))
+    if proc.returncode != 0:
+        raise RuntimeError(f"README python example failed:\n{proc.stderr}")
+    return proc.stdout
 
 
 def run_block(body: str, env: dict[str, str]) -> str:
@@ -50,6 +65,7 @@ def build(text: str) -> str:
 
     import repsim_cli.metrics  # noqa: F401  (registers every metric)
 
+    text = PYTHON.sub(lambda m: m.group(1) + m.group(2) + m.group(3) + run_python(m.group(2)) + m.group(5), text)
     return TABLE.sub(lambda m: m.group(1) + metrics_markdown_table() + m.group(3), text)
 
 

@@ -14,6 +14,6 @@ def test_make_bench_quick_runs_every_script():
         capture_output=True, text=True, timeout=600, cwd=ROOT,
     )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    for name in ("compare_cli", "metrics", "nulls", "heatmap", "inputsim"):
+    for name in ("compare_cli", "metrics", "nulls", "heatmap", "inputsim", "cat13a"):
         assert f"## {name}" in out.stdout
     assert "ratio" in out.stdout.lower()

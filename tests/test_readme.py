@@ -32,3 +32,19 @@ def test_metric_table_is_generated_from_the_registry():
     table = re.search(r"<!-- metric-table -->\n(.*?)<!-- /metric-table -->", README, re.S)
     assert table is not None
     assert table.group(1) == metrics_markdown_table(), "run `make readme`"
+
+
+def test_python_example_runs_and_its_output_is_current(tmp_path):
+    """The README's Python API example runs as shown (from a scratch folder) and prints what the README says."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "docs"))
+    import build_readme
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "sample_data").symlink_to(ROOT / "sample_data")
+    blocks = re.findall(r"<!-- python-example -->\n```python\n(.*?)```\n\n```text\n(.*?)```", README, re.S)
+    assert blocks, "no python example in README.md"
+    for code, shown in blocks:
+        assert build_readme.run_python(code, cwd=tmp_path) == shown, "run `make readme`"
+    assert (tmp_path / "docs" / "heatmap_api.png").stat().st_size > 10_000

@@ -1,3 +1,4 @@
+# ruff: noqa: I001  (import order = the order `repsim --help` lists the subcommands)
 """The ``repsim`` command line: parses arguments, calls the library, renders results.
 
 Each subcommand lives in its own module and registers itself on :data:`app`.
@@ -20,10 +21,10 @@ except ImportError:  # pragma: no cover - older typer depends on click
 # Importing registers the subcommands, in the order ``repsim --help`` lists them.
 from repsim_cli.cli import compare as _compare  # noqa: F401,E402
 from repsim_cli.cli import heatmap as _heatmap  # noqa: F401,E402
+from repsim_cli.cli import test_cmd as _test  # noqa: F401,E402
 from repsim_cli.cli import inputsim as _inputsim  # noqa: F401,E402
 from repsim_cli.cli import inspect_cmd as _inspect  # noqa: F401,E402
 from repsim_cli.cli import metrics_cmd as _metrics  # noqa: F401,E402
-from repsim_cli.cli import test_cmd as _test  # noqa: F401,E402
 
 
 def main(argv: Sequence[str] | None = None) -> None:

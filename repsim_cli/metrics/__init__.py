@@ -1,14 +1,10 @@
+# ruff: noqa: I001  (import order = registration order = documentation order)
 """Similarity indexes between two N x F representations, and the registry describing them.
 
 Every metric is a pure function on arrays (e.g. :func:`linear_cka`) and a registry entry
 (:data:`REGISTRY`) that the CLI, engines, docs and tests are generated from.
 """
 
-from repsim_cli.metrics.cca import cca, linear_regression_r2, pwcca, svcca  # noqa: E402
-from repsim_cli.metrics.cka import hsic, linear_cka, rbf_cka  # noqa: E402
-
-# Importing the modules registers their metrics, in this (documentation) order.
-from repsim_cli.metrics.correlation import correlation_matrix, matched_correlation, meanmax  # noqa: E402
 from repsim_cli.metrics.registry import (
     INVARIANCES,
     REGISTRY,
@@ -20,8 +16,18 @@ from repsim_cli.metrics.registry import (
     parse_metric,
     register,
 )
-from repsim_cli.metrics.rsa import mutual_knn, rsa  # noqa: E402
+
+# Importing the modules registers their metrics, in this (documentation) order.
+from repsim_cli.metrics.correlation import correlation_matrix, matched_correlation, meanmax  # noqa: E402
+from repsim_cli.metrics.cka import hsic, linear_cka, rbf_cka  # noqa: E402
+from repsim_cli.metrics.cca import cca, linear_regression_r2, pwcca, svcca  # noqa: E402
 from repsim_cli.metrics.shape import procrustes  # noqa: E402
+from repsim_cli.metrics.rsa import mutual_knn, rsa  # noqa: E402
+
+# isort: split
+# the catalog additions of issue 13 register after the metrics above (the registry's order is the docs' order)
+from repsim_cli.metrics.alignment import aligned_cosine, shape_distance, soft_match_distance  # noqa: E402
+from repsim_cli.metrics.predictivity import ridge_r2  # noqa: E402
 
 __all__ = [
     "INVARIANCES",
@@ -33,6 +39,7 @@ __all__ = [
     "get_metric",
     "parse_metric",
     "register",
+    "aligned_cosine",
     "cca",
     "correlation_matrix",
     "hsic",
@@ -44,6 +51,9 @@ __all__ = [
     "procrustes",
     "pwcca",
     "rbf_cka",
+    "ridge_r2",
     "rsa",
+    "shape_distance",
+    "soft_match_distance",
     "svcca",
 ]

@@ -39,7 +39,7 @@ def _variants(metric: Metric) -> list[dict[str, Any]]:
         for choice in p.choices or ():
             if choice != p.default:
                 out.append({p.name: choice})
-    return out
+    return out + [dict(v) for v in metric.doc_variants]
 
 
 def kind_text(metric: Metric) -> str:
@@ -69,10 +69,12 @@ def invariances_text(metric: Metric) -> str:
     text = ", ".join(names) or "none"
     for v in _variants(metric):
         extra = metric.bind(**v).invariances - base
+        lost = base - metric.bind(**v).invariances
+        with_v = " with " + ", ".join(f"`{k}={_fmt(x)}`" for k, x in v.items())
         if extra:
-            text += "; + " + ", ".join(_SHORT[i] for i in INVARIANCES if i in extra) + " with " + ", ".join(
-                f"`{k}={_fmt(x)}`" for k, x in v.items()
-            )
+            text += "; + " + ", ".join(_SHORT[i] for i in INVARIANCES if i in extra) + with_v
+        if lost:
+            text += "; not " + ", ".join(_SHORT[i] for i in INVARIANCES if i in lost) + with_v
     return text
 
 

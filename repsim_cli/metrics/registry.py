@@ -147,6 +147,9 @@ class Metric:
     distinct_rows: bool | Callable[[Mapping[str, Any]], bool] = False
     higher_is_similar_for: Callable[[Mapping[str, Any]], bool] | None = None
     value_range_for: Callable[[Mapping[str, Any]], tuple[float, float]] | None = None
+    #: parameter values (beyond the ``choices`` of str/bool parameters, found automatically) whose
+    #: direction, symmetry, invariances or minimum N the docs should state, e.g. ({"alpha": 0.0},)
+    doc_variants: tuple[Mapping[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         unknown = set(self.invariances) - set(INVARIANCES)

@@ -46,7 +46,9 @@ def _shape_prepare(x: np.ndarray, params: Mapping[str, Any]) -> Shape:
     n, f = xc.shape
     if centered.constant:
         raise RepsimError(f"procrustes: a {n} x {f} layer is constant after centering (rank 0); its shape is undefined")
-    if f > n:  # every quantity below depends on Xc only through Xc Xc^T
+    if params.get("align", "rotation") == "permutation":  # the best column permutation needs the columns of X^
+        return Shape(xc / norm, 1.0)
+    if f > n:  # rotation: every quantity below depends on Xc only through Xc Xc^T
         xc = wide_factor(xc)
     return Shape(xc, norm)
 
@@ -85,6 +87,11 @@ def procrustes_terms(a: Shape, b: Shape) -> tuple[float, float]:
 
 
 def _procrustes_pair(a: Shape, b: Shape, params: Mapping[str, Any]) -> MetricResult:
+    if params.get("align", "rotation") == "permutation":
+        # imported here: importing alignment registers its metrics, which come after procrustes in the registry
+        from repsim_cli.metrics.alignment import permutation_pair
+
+        return permutation_pair(a.z, b.z, params["stat"])
     stat = params["stat"]
     if stat == "similarity":  # no rotation, no residual: one product and singular values only
         return MetricResult(nuclear_norm(a, b), {})
@@ -96,17 +103,21 @@ def _procrustes_pair(a: Shape, b: Shape, params: Mapping[str, Any]) -> MetricRes
     return MetricResult(value, {"nuclear_norm": nuc} if stat != "similarity" else {})
 
 
-def procrustes(x: np.ndarray, y: np.ndarray, stat: str = "similarity") -> float:
+def procrustes(x: np.ndarray, y: np.ndarray, stat: str = "similarity", align: str = "rotation") -> float:
     """Orthogonal Procrustes between Frobenius-normalized centered representations.
 
     ``similarity``: ||X^^T Y^||_* ; ``distance``: min_R ||X^ - Y^ R||_F = sqrt(2 - 2 nuc);
     ``angle``: arccos(nuc), the angular shape metric of Williams, Kunz, Kornblith & Linderman,
     "Generalized shape metrics on neural representations", NeurIPS 2021.
+    ``align='permutation'``: the best column permutation (zero-padded) instead of the best rotation
+    (ReSi's PermutationProcrustes, netrep's PermutationMetric); the similarity can then be negative.
     """
-    return PROCRUSTES.bind(stat=stat).value_of(x, y)
+    return PROCRUSTES.bind(stat=stat, align=align).value_of(x, y)
 
 
 _RANGES = {"similarity": (0.0, 1.0), "distance": (0.0, float(np.sqrt(2.0))), "angle": (0.0, float(np.pi / 2))}
+#: align=permutation: a permutation cannot flip signs, so <X^, Y^ P> may be negative
+_PERM_RANGES = {"similarity": (-1.0, 1.0), "distance": (0.0, 2.0), "angle": (0.0, float(np.pi))}
 
 PROCRUSTES = register(
     Metric(
@@ -121,11 +132,20 @@ PROCRUSTES = register(
                 "angle: arccos(nuc) in [0, pi/2]",
                 ("similarity", "distance", "angle"),
             ),
+            Param(
+                "align",
+                str,
+                "rotation",
+                "rotation: best orthogonal map (default); permutation: best neuron matching (Hungarian on X^^T Y^, "
+                "zero-padded), as ReSi's PermutationProcrustes and netrep's PermutationMetric",
+                ("rotation", "permutation"),
+            ),
         ),
         higher_is_similar=True,  # stat=similarity (default); distance and angle: lower is more similar
         higher_is_similar_for=lambda p: p["stat"] == "similarity",
         symmetric=True,
-        invariances=frozenset({"orthogonal", "isotropic_scaling", "permutation", "translation"}),
+        invariances=frozenset({"isotropic_scaling", "permutation", "translation"}),
+        extra_invariances=lambda p: frozenset({"orthogonal"}) if p["align"] == "rotation" else frozenset(),
         min_n=2,
         formula="X^ = Xc/||Xc||_F; nuc = ||X^^T Y^||_*; distance = min_R ||X^ - Y^ R||_F = sqrt(2 - 2 nuc); angle = arccos nuc",
         reference="Schoenemann 1966; Williams et al., Generalized shape metrics on neural representations, NeurIPS 2021",
@@ -134,9 +154,12 @@ PROCRUSTES = register(
         permute=_shape_permute,
         help=(
             "stat=distance and stat=angle are distances (0 = identical up to rotation, translation and "
-            "scale; use --fail-above); stat=similarity is the nuclear norm (1 = identical)."
+            "scale; use --fail-above); stat=similarity is the nuclear norm (1 = identical). align=permutation "
+            "matches neurons instead of rotating (not rotation-invariant): similarity <X^, Y^ P> in [-1, 1], "
+            "distance ||X^ - Y^ P||_F in [0, 2], angle arccos in [0, pi]. ReSi's PermutationProcrustes applies "
+            "it to raw data (no centring, no normalization); ours = ReSi's formula on X^, Y^."
         ),
         value_range=(0.0, 1.0),
-        value_range_for=lambda p: _RANGES[p["stat"]],
+        value_range_for=lambda p: (_RANGES if p["align"] == "rotation" else _PERM_RANGES)[p["stat"]],
     )
 )
