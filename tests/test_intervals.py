@@ -39,7 +39,7 @@ def test_jackknife_downdates_equal_brute_force_delete_one(spec, shape):
     assert jk.estimate == pytest.approx(metric.compute(x, y).value, abs=1e-14 * scale)
 
 
-@pytest.mark.parametrize("spec", ["matched", "rsa", "svcca"])
+@pytest.mark.parametrize("spec", ["matched", "rsa", "svcca", "procrustes:align=permutation"])
 def test_other_metrics_recompute_and_say_what_it_costs(spec):
     x, y = related(15, 4, 3, seed=2)
     metric = parse_metric(spec)

@@ -168,7 +168,7 @@ def _fast_route(metric: Any) -> Callable[[Any, np.ndarray, np.ndarray], np.ndarr
     name, params = metric.name, metric.params
     if name in ("cka", "hsic") and params.get("kernel") == "linear":
         return _linear_kernel_values
-    if name == "procrustes":
+    if name == "procrustes" and params.get("align", "rotation") == "rotation":
         return _procrustes_values
     if name == "cca":
         return _cca_values
