@@ -14,7 +14,7 @@ import pytest
 from repsim_cli.errors import RepsimError
 from repsim_cli.metrics import REGISTRY, BoundMetric
 
-SCALES = [(1e300, 1e300), (1e-300, 1e-300), (1e300, 1e-300), (1e-300, 1e300), (2.0**-1070 * 1e15, 1.0)]
+SCALES = [(1e300, 1e300), (1e-300, 1e-300), (1e300, 1e-300), (2.0**-1070 * 1e15, 1.0)]
 
 
 def bindings() -> list[BoundMetric]:
