@@ -35,7 +35,8 @@ CHILD = r"""
 import json, resource, sys, time
 import numpy as np
 mode, path, block = sys.argv[1], sys.argv[2], int(sys.argv[3])
-from repsim_cli.engines.inputsim import _Reader, column_blocks, input_similarity, resolve_gradients
+from repsim_cli.engines.inputsim import input_similarity
+from repsim_cli.io.gradients import _Reader, column_blocks, resolve_gradients
 ref = resolve_gradients(path)
 t0 = time.perf_counter()
 if mode == "read":

@@ -154,6 +154,12 @@ def heatmap(
     per cell from one shared, seeded set of row permutations, Holm-adjusted over the grid.
 
     Returns :class:`~repsim_cli.results.Grid` (``.values``, ``.rows``, ``.cols``, ``.plot()``).
+
+    >>> import numpy as np, repsim_cli as rs
+    >>> x = np.random.default_rng(0).standard_normal((200, 16))
+    >>> grid = rs.heatmap({"in": x, "out": np.tanh(x @ x.T[:, :16])})
+    >>> grid.values.shape, float(grid.values[0, 0])
+    ((2, 2), 1.0)
     """
     bound = _bind(metric)
     if max_memory <= 0:
@@ -201,6 +207,14 @@ def test(
     most ``n_resamples`` distinct splits); ``null='bootstrap'`` resamples inputs (``ci`` interval).
 
     Returns :class:`~repsim_cli.results.TestResult` (``.statistic``, ``.p_value``, ``.to_dict()``).
+
+    >>> import numpy as np, repsim_cli as rs
+    >>> rng = np.random.default_rng(0)
+    >>> base = {"A": rng.standard_normal((100, 8)), "B": rng.standard_normal((100, 8))}
+    >>> runs = {m: [{"h": base[m] + 0.3 * rng.standard_normal((100, 8))} for _ in range(3)] for m in base}
+    >>> result = rs.test(runs)
+    >>> result.statistic > 0, result.p_value  # 10 splits of 3 + 3 runs: the smallest p is 0.1
+    (True, 0.1)
     """
     bound = _bind(metric)
     if null not in ("labels", "bootstrap"):
@@ -224,12 +238,15 @@ def test(
     return result
 
 
+test.__test__ = False  # type: ignore[attr-defined]  # a library function, not a pytest test
+
+
 def _gradients(mem: MemoryScope, source: Any, role: str) -> GradRef:
     if isinstance(source, (str, os.PathLike)):
         return resolve_gradients(os.fspath(source), role)
     arr = as_array(source, role)
     ref = mem.add(arr, role, role)
-    return validate_gradients(GradRef(ref.file, ref.name, "memory", ref.shape, ref.dtype, None, role), role)
+    return validate_gradients(GradRef(ref.file, ref.name, ref.shape, ref.dtype, "memory", display=role), role)
 
 
 def inputsim(
@@ -263,6 +280,11 @@ def inputsim(
     same-label fraction. ``keep_kernel`` keeps the Q x M kernel in ``.kernel``.
 
     Returns :class:`~repsim_cli.results.InputSimilarity` (``.density_soft``, ``.neighbor_index``, ...).
+
+    >>> import numpy as np, repsim_cli as rs
+    >>> g = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+    >>> rs.inputsim(g, top_k=1).neighbor_index.ravel().tolist()
+    [1, 0, 1]
     """
     with MemoryScope() as mem:
         g = _gradients(mem, grads, "GRADS")
@@ -296,6 +318,10 @@ def inspect(path: str | os.PathLike[str], *, constant: bool = True, pool: str = 
     ``n_samples``, ``features`` (after flattening or ``pool``), ``matrix_shape`` and, with
     ``constant``, ``constant_columns`` (counted in row blocks). ``FILE:LAYER`` restricts to the
     selected layers. Nothing is loaded whole.
+
+    >>> import repsim_cli as rs
+    >>> [(d["name"], d["shape"]) for d in rs.inspect("sample_data/mlp_seed0.h5:layers/3", constant=False)]
+    [('layers/3', [500, 64])]
     """
     doc = describe_file(os.fspath(path), constant, pool, channel_axis)
     return [{"file": doc["file"], **entry} for entry in doc["datasets"]]

@@ -206,3 +206,15 @@ def test_grid_plot_returns_axes_with_layer_ticks():
     fig, own = plt.subplots()
     assert grid.plot(ax=own) is own
     plt.close("all")
+
+
+def test_docstring_examples_run(monkeypatch):
+    import doctest
+
+    import repsim_cli.api
+
+    monkeypatch.chdir(SAMPLE.parent)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rs.RepsimWarning)
+        failed, attempted = doctest.testmod(repsim_cli.api, raise_on_error=False)
+    assert attempted >= 5 and failed == 0

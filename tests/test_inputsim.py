@@ -12,14 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from repsim_cli.errors import RepsimError
+from repsim_cli.io.gradients import column_blocks, find_labels, resolve_gradients
 from repsim_cli.engines.inputsim import (
     attach_labels,
-    column_blocks,
-    find_labels,
     input_similarity,
     normalize_gram,
     inverse_sqrt,
-    resolve_gradients,
     rotation_similarity,
     top_k_neighbors,
 )

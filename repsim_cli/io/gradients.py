@@ -15,28 +15,17 @@ import numpy as np
 
 from repsim_cli.errors import RepsimError
 from repsim_cli.io.arrays import ArrayInfo, file_kind, is_numeric, list_arrays, open_array, read_array
-from repsim_cli.io.layers import split_selector
+from repsim_cli.io.layers import LayerRef, split_selector
 
 #: default size of one float64 column block of all rows (bytes)
 DEFAULT_BLOCK_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
-class GradRef:
-    """A gradient dataset in a file (N x P, or N x d x P), identified but not loaded."""
+class GradRef(LayerRef):
+    """A gradient dataset (N x P, or N x d x P): a :class:`LayerRef` plus its chunking, not loaded."""
 
-    file: str  # as the user gave it
-    name: str  # dataset name without leading slash (npy: file stem)
-    kind: str  # hdf5 | npy | npz
-    shape: tuple[int, ...]
-    dtype: np.dtype
     chunks: tuple[int, ...] | None = None
-    #: how results name the dataset when it is not FILE:NAME (in-memory arrays)
-    display: str | None = None
-
-    @property
-    def label(self) -> str:
-        return self.display if self.display is not None else f"{self.file}:{self.name}"
 
     @property
     def n(self) -> int:
@@ -90,7 +79,7 @@ def resolve_gradients(arg: str, role: str = "GRADS") -> GradRef:
                 f"({len(eligible)} candidates with ndim >= 2); name one as {path}:DATASET. Datasets: {listing}"
             )
     name, shape, dtype, chunks = chosen
-    ref = GradRef(path, name, kind, shape, np.dtype(dtype), tuple(chunks) if chunks else None)
+    ref = GradRef(path, name, shape, np.dtype(dtype), kind, chunks=tuple(chunks) if chunks else None)
     return validate_gradients(ref, role)
 
 
