@@ -98,8 +98,8 @@ def compare(
     bias-corrected and accelerated) or ``jackknife`` (estimate +- z * delete-one jackknife
     standard error; needs no ``bootstrap``); default None: ``jackknife`` for the indexes whose
     bootstrap values shift with the number of distinct inputs (cka, procrustes, the CCA family,
-    ...) and ``percentile`` for the others; each record's ``ci_method`` says which; ``seed`` fixes every random choice (subsets, permutations,
-    resamples) whatever ``jobs``. ``stream`` reads files in row blocks (linear CKA; default:
+    ...) and ``percentile`` for the others; each record's ``ci_method`` says which. ``seed``
+    fixes every random choice (subsets, permutations, resamples) whatever ``jobs``. ``stream`` reads files in row blocks (linear CKA; default:
     automatic when the layers would not fit in memory).
 
     Returns :class:`~repsim_cli.results.Results` (``.value`` for a single record).
