@@ -151,3 +151,19 @@ def test_default_interval_covers_the_estimators_expectation(spec, rho):
         covered += res.ci_low <= expectation <= res.ci_high
     print(f"{spec} rho={rho}: coverage {covered / 200:.3f} of E = {expectation:.4f}")
     assert 0.90 <= covered / 200 <= 0.99
+
+
+@pytest.mark.parametrize("spec", ["procrustes", "procrustes:stat=distance", "procrustes:stat=angle", "cca", "cca:stat=r2"])
+@pytest.mark.parametrize("shape", [(47, 5, 4), (40, 60, 7)])
+def test_grouped_downdates_equal_brute_force_group_deletion(spec, shape, monkeypatch):
+    """Large N x r: Procrustes and CCA delete groups by downdates (C - Z_g^T W_g - s s^T/(N-d))."""
+    monkeypatch.setattr(intervals, "_DELETE_ONE_FLOPS", 0.0)
+    x, y = related(*shape, seed=8)
+    metric = parse_metric(spec)
+    jk = intervals.jackknife(metric, x, y, max_groups=9, seed=3)
+    assert jk.route == "grouped-downdate" and jk.values.size == 9
+    parts = intervals.group_partition(shape[0], 9, 3)
+    expected = [metric.compute(np.delete(x, p, 0), np.delete(y, p, 0)).value for p in parts]
+    np.testing.assert_allclose(jk.values, expected, rtol=0, atol=1e-10)
+    res = stats.bootstrap_interval(metric, x, y, 10, ci_method="jackknife")
+    assert res.ci_method == "jackknife"

@@ -11,7 +11,9 @@ resampled values are shifted and the percentile interval can lie entirely beside
   For moment indexes the N leave-one-out values come from rank-one downdates of the
   cross-products (deleting row i and re-centering changes Xc^T Yc to Xc^T Yc - N/(N-1) x_i y_i^T),
   O(N F^2) in all for linear CKA/HSIC (biased and debiased); Procrustes and CCA need the
-  singular values of N small downdated matrices (O(N r^3), r = min(F_A, F_B)); other
+  singular values of N small downdated matrices (O(N r^3), r = min(F_A, F_B)), so when N r^3
+  exceeds 5e8 and N > 200 they downdate 200 groups of a seeded random partition instead
+  (grouped delete-d jackknife, O(N F^2 + 200 r^3), a note says so); other
   indexes are recomputed, N times up to N = 200 and beyond that as a grouped (delete-d)
   jackknife over 200 groups of a seeded random partition (a note says which and its cost).
 - ``bca``: Efron's bias-corrected and accelerated percentile interval (Efron, "Better bootstrap
@@ -114,9 +116,17 @@ def jackknife(metric: Any, x: np.ndarray, y: np.ndarray, estimate: float | None 
     if estimate is None:
         estimate = float(metric.compute(x, y).value)
     fast = _fast_route(metric)
-    values = fast(metric, x, y) if fast is not None else None
-    if values is None:
+    if fast is None:
         return _recomputed(metric, x, y, float(estimate), max_groups, seed)
+    grouped = _GROUPED.get(metric.name)
+    if grouped is not None and n > max_groups and n * _small_size(x, y) ** 3 > _DELETE_ONE_FLOPS:
+        # N small SVDs would cost more than the index itself many times over: downdate groups instead
+        parts = group_partition(n, max_groups, seed)
+        values = grouped(metric, x, y, parts)
+        for g in np.flatnonzero(~np.isfinite(values)):
+            values[g] = _without(metric, x, y, parts[g])
+        return Jackknife(float(estimate), values, "grouped-downdate")
+    values = fast(metric, x, y)
     bad = np.flatnonzero(~np.isfinite(values))
     if bad.size > max(20, n // 20):
         raise RepsimError(
@@ -156,12 +166,26 @@ def _recomputed(metric: Any, x: np.ndarray, y: np.ndarray, estimate: float, max_
 
 def recompute_note(metric: Any, jk: Jackknife, n: int) -> str:
     count = jk.values.size
+    if jk.route == "grouped-downdate":
+        return (
+            f"{metric.spec}: grouped jackknife over {count} groups of ~{n / count:.3g} of the N = {n} inputs (a seeded "
+            "random partition, each group deleted by a downdate): delete-one would need N singular-value decompositions"
+        )
     if jk.route == "grouped":
         return (
             f"{metric.spec}: no downdate route for this metric: grouped jackknife, {count} recomputations each "
             f"without ~{n / count:.3g} of the N = {n} inputs (a seeded random partition)"
         )
     return f"{metric.spec}: no downdate route for this metric: the jackknife recomputed the index N = {n} times"
+
+
+#: delete-one downdates that need N SVDs of r x r matrices are used while N r^3 stays below this
+_DELETE_ONE_FLOPS = 5e8
+
+
+def _small_size(x: np.ndarray, y: np.ndarray) -> int:
+    """r = min(N, F_A, F_B): the size of the matrices whose singular values a downdate needs."""
+    return int(min(x.shape[0], x.shape[1], y.shape[1]))
 
 
 def _fast_route(metric: Any) -> Callable[[Any, np.ndarray, np.ndarray], np.ndarray | None] | None:
@@ -348,3 +372,66 @@ def jackknife_interval(metric: Any, x: np.ndarray, y: np.ndarray, ci: float, est
     lo, hi = jk.interval(ci)
     notes = [recompute_note(metric, jk, x.shape[0])] if jk.route != "downdate" else []
     return lo, hi, jk, notes
+
+
+# --------------------------------------------------------------------------- grouped downdates (delete-d)
+
+
+def _group_terms(z: np.ndarray, rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """(Z_g, s_g, 1/(n-d)): deleting rows g and re-centering changes Z^T W to Z^T W - Z_g^T W_g - s_z s_w^T/(n-d)."""
+    zg = z[rows]
+    return zg, zg.sum(axis=0), 1.0 / (n - rows.size)
+
+
+def _procrustes_grouped(metric: Any, x: np.ndarray, y: np.ndarray, parts: list[np.ndarray]) -> np.ndarray:
+    """Procrustes without each group of rows, by downdating the cross-product (O(N F^2) + G r^3)."""
+    a, b = metric.prepare(x), metric.prepare(y)
+    n = a.z.shape[0]
+    base = b.z.T @ a.z
+    nuc = np.empty(len(parts))
+    for g, rows in enumerate(parts):
+        za, sa, k = _group_terms(a.z, rows, n)
+        zb, sb, _ = _group_terms(b.z, rows, n)
+        m = base - zb.T @ za - k * np.outer(sb, sa)
+        na2 = a.norm**2 - float(np.vdot(za, za)) - k * float(sa @ sa)
+        nb2 = b.norm**2 - float(np.vdot(zb, zb)) - k * float(sb @ sb)
+        total = float(np.linalg.svd(m, compute_uv=False).sum())
+        nuc[g] = min(total / np.sqrt(na2 * nb2), 1.0) if na2 > 0 and nb2 > 0 else np.nan
+    stat = metric.params["stat"]
+    if stat == "similarity":
+        return nuc
+    dist = np.sqrt(np.maximum(2.0 - 2.0 * nuc, 0.0))
+    return dist if stat == "distance" else 2.0 * np.arcsin(np.minimum(dist / 2.0, 1.0))
+
+
+def _inv_sqrt(s: np.ndarray) -> np.ndarray | None:
+    lam, v = np.linalg.eigh(s)
+    if lam.min(initial=1.0) <= 1e-8:
+        return None
+    return (v / np.sqrt(lam)) @ v.T
+
+
+def _cca_grouped(metric: Any, x: np.ndarray, y: np.ndarray, parts: list[np.ndarray]) -> np.ndarray:
+    """Canonical correlations without each group: in the bases Q, covariances I - Q_g^T Q_g - s s^T/(n-d)."""
+    a, b = metric.prepare(x), metric.prepare(y)
+    n = a.q.shape[0]
+    out = np.full(len(parts), np.nan)
+    if max(a.rank, b.rank) >= n - 1:
+        return np.ones(len(parts))
+    base = a.q.T @ b.q
+    for g, rows in enumerate(parts):
+        qa, sa, k = _group_terms(a.q, rows, n)
+        qb, sb, _ = _group_terms(b.q, rows, n)
+        wa = _inv_sqrt(np.eye(a.rank) - qa.T @ qa - k * np.outer(sa, sa))
+        wb = _inv_sqrt(np.eye(b.rank) - qb.T @ qb - k * np.outer(sb, sb))
+        if wa is None or wb is None:
+            continue  # the group carried a direction of its own: recomputed by the caller
+        rho = np.clip(np.linalg.svd(wa @ (base - qa.T @ qb - k * np.outer(sa, sb)) @ wb, compute_uv=False), 0.0, 1.0)
+        out[g] = float(np.mean(rho * rho)) if metric.params["stat"] == "r2" else float(np.mean(rho))
+    return out
+
+
+_GROUPED: dict[str, Callable[[Any, np.ndarray, np.ndarray, list[np.ndarray]], np.ndarray]] = {
+    "procrustes": _procrustes_grouped,
+    "cca": _cca_grouped,
+}
