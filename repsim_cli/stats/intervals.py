@@ -188,7 +188,7 @@ def _small_size(x: np.ndarray, y: np.ndarray) -> int:
     return int(min(x.shape[0], x.shape[1], y.shape[1]))
 
 
-def _fast_route(metric: Any) -> Callable[[Any, np.ndarray, np.ndarray], np.ndarray | None] | None:
+def _fast_route(metric: Any) -> Callable[[Any, np.ndarray, np.ndarray], np.ndarray] | None:
     name, params = metric.name, metric.params
     if name in ("cka", "hsic") and params.get("kernel") == "linear":
         return _linear_kernel_values
