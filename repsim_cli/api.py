@@ -89,6 +89,7 @@ def compare(
     permutations: int = 0,
     bootstrap: int = 0,
     ci: float = 0.95,
+    ci_method: str | None = None,
     seed: int = 0,
     max_samples: int | None = None,
     samples: Samples = None,
@@ -113,9 +114,13 @@ def compare(
     ``torch.Tensor``, a ``FILE`` / ``FILE:LAYER`` path, or a mapping name -> array (several
     layers, paired by name like two files' layers). ``metrics``: a spec such as
     ``"cka:debiased=true"``, a bound metric (``rs.metrics.get_metric("cka").bind()``), or a list.
-    ``permutations`` adds a permutation p-value (B's rows shuffled), ``bootstrap`` a percentile
-    interval at level ``ci``; ``seed`` fixes every random choice (subsets, permutations,
-    resamples) whatever ``jobs``. ``stream`` reads files in row blocks into merged first and second
+    ``permutations`` adds a permutation p-value (B's rows shuffled), ``bootstrap`` an interval
+    at level ``ci``. ``ci_method``: ``percentile`` (bootstrap quantiles), ``bca`` (Efron's
+    bias-corrected and accelerated) or ``jackknife`` (estimate +- z * delete-one jackknife
+    standard error; needs no ``bootstrap``); default None: ``jackknife`` for the indexes whose
+    bootstrap values shift with the number of distinct inputs (cka, procrustes, the CCA family,
+    ...) and ``percentile`` for the others; each record's ``ci_method`` says which. ``seed``
+    fixes every random choice (subsets, permutations, resamples) whatever ``jobs``. ``stream`` reads files in row blocks into merged first and second
     moments (every metric with a moment route, see ``repsim metrics``; default: automatic when the
     layers would not fit in ``max_memory``, bytes or ``"4G"``, default a quarter of RAM), in blocks
     of ``block_rows`` rows. ``engine="dask"`` computes the blocks on a dask cluster: ``scheduler``
@@ -149,7 +154,7 @@ def compare(
             records = compare_engine.compare_layers(
                 pairs, bound, options, details=details, permutations=permutations, bootstrap=bootstrap,
                 ci=ci, jobs=jobs, stream=stream, progress=advance, engine=engine, scheduler=scheduler,
-                workers=workers, block_rows=block_rows, max_memory=parse_bytes(max_memory), chance=chance,
+                workers=workers, block_rows=block_rows, max_memory=parse_bytes(max_memory), chance=chance, ci_method=ci_method,
             )
     _issue([w for r in records for w in r["warnings"]])
     return Results([Record.from_dict(r) for r in records], seed)

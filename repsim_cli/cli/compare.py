@@ -65,10 +65,16 @@ def compare(
         "(CKA - E0)/(1 - E0). Other metrics: a warning and empty fields.",
     ),
     bootstrap: int = typer.Option(0, "--bootstrap", help=(
-        "Bootstrap B resamples of the inputs (same rows on both sides); adds ci_low, ci_high (percentile). "
+        "Bootstrap B resamples of the inputs (same rows on both sides); adds ci_low, ci_high and ci_method (see --ci-method). "
         "Debiased estimators (debiased=true) keep only the distinct rows of each resample, since duplicated rows would read as dependence."
     )),
-    ci: float = typer.Option(0.95, "--ci", help="Bootstrap interval level."),
+    ci: float = typer.Option(0.95, "--ci", help="Interval level."),
+    ci_method: str | None = typer.Option(None, "--ci-method", help=(
+        "percentile|bca|jackknife. jackknife: estimate +- z * delete-one jackknife standard error (an interval "
+        "around the estimate; needs no --bootstrap); bca: Efron's bias-corrected and accelerated bootstrap; "
+        "percentile: bootstrap quantiles. Default: jackknife for the indexes whose bootstrap values shift with "
+        "the number of distinct inputs (cka, procrustes, the CCA family, ...), percentile for the others (rsa, knn)."
+    )),
     jobs: int = typer.Option(1, "--jobs", "-j", help=(
         "Worker processes for --permutations/--bootstrap "
         "(most useful for metrics without a fast path; results do not depend on it)."
@@ -95,7 +101,7 @@ def compare(
     protected = input_files([a, b, samples])
     check_outputs(fmt, output, protected)
     results = api.compare(
-        a, b, list(metric), permutations=permutations, bootstrap=bootstrap, ci=ci, seed=seed,
+        a, b, list(metric), permutations=permutations, bootstrap=bootstrap, ci=ci, ci_method=ci_method, seed=seed,
         max_samples=max_samples, samples=samples, pool=pool, channel_axis=channel_axis, stream=stream,
         progress=sys.stderr.isatty(), details=details, jobs=jobs, max_gram=max_gram, engine=engine,
         scheduler=scheduler, workers=workers, block_rows=block_rows, max_memory=max_memory, shuffle_rows=shuffle_rows, chance=chance,

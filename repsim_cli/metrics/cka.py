@@ -22,7 +22,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from repsim_cli.errors import RepsimError
-from repsim_cli.metrics._linalg import center
+from repsim_cli.metrics._linalg import scaled_center
 from repsim_cli.metrics.registry import Metric, MetricResult, Param, register
 
 
@@ -35,6 +35,9 @@ class LinearState:
     sq: np.ndarray  # squared row norms of xc (= diag of the Gram), N
     self_dot: float  # ||Xc^T Xc||_F^2 = tr(K K)
     trace: float  # tr(K) = ||Xc||_F^2
+    #: the data were divided by this power of two before centering (overflow/underflow safety):
+    #: every field above is of x / scale; scale-invariant CKA never needs it, HSIC multiplies it back
+    scale: float = 1.0
 
     @property
     def n(self) -> int:
@@ -42,9 +45,16 @@ class LinearState:
 
 
 def prepare_linear(x: np.ndarray) -> LinearState:
-    """Center ``x`` and precompute what every pair needs (F x F, or N x N when F > N)."""
-    xc = center(x)
+    """Center ``x / scale`` and precompute what every pair needs (F x F, or N x N when F > N).
+
+    A layer that is constant up to rounding (relative to its own magnitude) gets exact zeros,
+    so CKA reports rank 0 and HSIC is 0, at any scale (1e-300 as 1e300).
+    """
+    centered = scaled_center(x)
+    xc, scale = centered.xc, centered.scale
     n, f = xc.shape
+    if centered.constant:
+        xc[:] = 0.0
     sq = np.einsum("ij,ij->i", xc, xc)
     if f > n:
         gram = xc @ xc.T
@@ -53,13 +63,13 @@ def prepare_linear(x: np.ndarray) -> LinearState:
         gram = None
         cov = xc.T @ xc
         self_dot = float(np.vdot(cov, cov))
-    return LinearState(xc, gram, sq, self_dot, float(sq.sum()))
+    return LinearState(xc, gram, sq, self_dot, float(sq.sum()), scale)
 
 
 def permute_linear(state: LinearState, perm: np.ndarray) -> LinearState:
     """State of ``x[perm]``: only row-indexed parts move, the self terms are unchanged."""
     gram = None if state.gram is None else state.gram[np.ix_(perm, perm)]
-    return LinearState(state.xc[perm], gram, state.sq[perm], state.self_dot, state.trace)
+    return LinearState(state.xc[perm], gram, state.sq[perm], state.self_dot, state.trace, state.scale)
 
 
 def cross_dot(a: LinearState, b: LinearState) -> float:
@@ -152,7 +162,8 @@ def rbf_gram(x: np.ndarray, sigma: float = 0.4, median: str = "all") -> tuple[np
     ``median='pairs'``: s = sigma * median of the N(N-1)/2 distances d_ij, i < j.
     Distances are computed on column-centered float64 data (they are translation invariant).
     """
-    xc = center(x)
+    centered = scaled_center(x)  # distances of x / scale: no overflow at 1e300, no underflow at 1e-300
+    xc, scale = centered.xc, centered.scale
     n = xc.shape[0]
     d2 = squared_distances(xc)
     if median == "all":
@@ -171,7 +182,7 @@ def rbf_gram(x: np.ndarray, sigma: float = 0.4, median: str = "all") -> tuple[np
     s2 = sigma * sigma * med2
     d2 *= -1.0 / (2.0 * s2)
     np.exp(d2, out=d2)
-    return d2, float(np.sqrt(s2))
+    return d2, float(np.sqrt(s2)) * scale
 
 
 def u_center_gram(k: np.ndarray) -> np.ndarray:
@@ -297,7 +308,11 @@ def _hsic_pair(a: Any, b: Any, params: Mapping[str, Any]) -> MetricResult:
     debiased = params["debiased"]
     cross, _, _ = hsic_terms(a, b, debiased)
     details = {"bandwidth_a": a.bandwidth, "bandwidth_b": b.bandwidth} if isinstance(a, GramState) else {}
-    return MetricResult(float(cross * hsic_scale(a.n, debiased)), details)
+    value = cross * hsic_scale(a.n, debiased)
+    if isinstance(a, LinearState):  # linear HSIC scales as c^2 d^2: put the prescaling back, last
+        with np.errstate(over="ignore"):  # an overflow is reported as a non-finite value by BoundMetric.pair
+            value = float(np.ldexp(value, 2 * (int(np.log2(a.scale)) + int(np.log2(b.scale)))))  # exact
+    return MetricResult(float(value), details)
 
 
 # ---------------------------------------------------------------------------- minibatch CKA

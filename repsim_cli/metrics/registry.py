@@ -261,7 +261,14 @@ class BoundMetric:
         return self.metric.prepare(x, self.params)
 
     def pair(self, prep_a: Any, prep_b: Any) -> MetricResult:
-        return self.metric.pair(prep_a, prep_b, self.params)
+        """The index for two prepared sides; a non-finite value is a RepsimError naming the metric."""
+        result = self.metric.pair(prep_a, prep_b, self.params)
+        if not np.isfinite(result.value):
+            raise RepsimError(
+                f"metric {self.spec}: the value is {result.value} (not finite): the computation overflowed "
+                "or divided by zero"
+            )
+        return result
 
     def permute(self, prep: Any, perm: np.ndarray, x: np.ndarray | None = None) -> Any:
         """Prepared state of ``x[perm]``: the fast path if the metric has one, else re-prepare ``x``."""

@@ -32,7 +32,7 @@ def compare_table(records: Sequence[dict[str, Any]], seed: int) -> Any:
     table = Table(caption=f"seed {seed}", caption_justify="left")
     for col in ("A", "B", "metric", "value", "N", "F_A", "F_B"):
         table.add_column(col, justify="right" if col in ("value", "N", "F_A", "F_B") else "left")
-    keys = ("null_mean_exact", "adjusted", "p_value", "p_moments", "z", "z_exact", "ci_low", "ci_high")
+    keys = ("null_mean_exact", "adjusted", "p_value", "p_moments", "z", "z_exact", "ci_low", "ci_high", "ci_method")
     extras = [k for k in keys if any(k in r for r in records)]
     for k in extras:
         table.add_column({"null_mean_exact": "E0"}.get(k, k), justify="right")
