@@ -363,11 +363,11 @@ def test_json_keeps_names_exact_and_csv_quotes_formulas(evil_files):
 # ------------------------------------------------------------------ 6. --quiet and --progress
 
 
-@pytest.mark.parametrize("cmd", ["compare", "heatmap", "test", "inputsim", "inspect", "metrics"])
+@pytest.mark.parametrize("cmd", ["compare", "heatmap", "test", "inputsim", "inspect", "metrics", "capture"])
 def test_every_command_has_quiet_and_the_computing_ones_progress(cmd):
     text = run(cmd, "--help").stdout
     assert "--quiet" in text
-    assert ("--progress" in text) == (cmd in ("compare", "heatmap", "test", "inputsim"))
+    assert ("--progress" in text) == (cmd in ("compare", "heatmap", "test", "inputsim", "capture"))
 
 
 def test_quiet_summarises_warnings_and_json_keeps_them():

@@ -110,9 +110,10 @@ PARAM_FLAGS = {
     "fail_below": "--fail-below", "fail_above": "--fail-above", "n_resamples": "-B",
     "samples": "--samples", "pool": "--pool", "stream": "--stream", "permutations": "--permutations",
     "bootstrap": "--bootstrap", "alpha": "--alpha", "rcond": "--rcond", "threshold": "--threshold",
-    "seed": "--seed", "jobs": "--jobs", "ci": "--ci", "format": "--format", "null": "--null",
+    "seed": "--seed", "jobs": "--jobs", "ci": "--ci", "ci_method": "--ci-method", "format": "--format", "null": "--null",
+    "chance": "--chance",
+    "block_rows": "--block-rows", "shuffle_rows": "--shuffle-rows",
     "progress": "--progress", "quiet": "--quiet", "kernel_out": "--kernel-out", "data_out": "--data-out",
-    "output": "-o",
 }
 _UNDERSCORED = re.compile(r"(?<![\w.:=-])(" + "|".join(k for k in PARAM_FLAGS if "_" in k) + r")\b")
 _PLAIN = re.compile(

@@ -9,6 +9,7 @@ import typer
 
 from repsim_cli import api
 from repsim_cli.cli._app import app, handle_errors, info, warning
+from repsim_cli.cli._scale_opts import BlockRowsOpt, EngineOpt, SchedulerOpt, ShuffleRowsOpt, StreamOpt, WorkersOpt
 from repsim_cli.cli.common import (
     ChannelAxisOpt,
     FormatOpt,
@@ -70,7 +71,22 @@ def heatmap(
     vmax: float | None = typer.Option(None, "--vmax", help="Colour scale maximum (default: largest value in the grid)."),
     permutations: int = typer.Option(0, "--permutations", help="Permutation p-value per cell: one shared, seeded set of row permutations; Holm over the grid."),
     alpha: float = typer.Option(0.05, "--alpha", help="Cells with Holm-adjusted p > alpha are marked (table) and hatched (image)."),
-    max_memory: float = typer.Option(8.0, "--max-memory", help="Refuse grids whose per-layer states (data, N x N matrices) need more than this many GiB."),
+    chance: bool = typer.Option(
+        False, "--chance",
+        help="cka/hsic (biased): the exact chance level E0 of every cell and p_moments from the exact permutation "
+        "moments (JSON: chance.null_mean_exact, ...); cells whose Holm-adjusted p_moments > alpha are marked ~.",
+    ),
+    max_memory: str | None = typer.Option(
+        None, "--max-memory",
+        help="Memory budget (GiB, or 512M / 4G; default: a quarter of physical RAM). Above it a metric with a moment route "
+        "streams (one pass over the rows for the whole grid); other grids are refused.",
+    ),
+    stream: bool | None = StreamOpt,
+    engine: str = EngineOpt,
+    scheduler: str | None = SchedulerOpt,
+    workers: int | None = WorkersOpt,
+    block_rows: int | None = BlockRowsOpt,
+    shuffle_rows: bool = ShuffleRowsOpt,
     seed: int = SeedOpt,
     max_samples: int | None = MaxSamplesOpt,
     samples: str | None = SamplesOpt,
@@ -103,6 +119,7 @@ def heatmap(
     grid = api.heatmap(
         a, b, metric, permutations=permutations, alpha=alpha, seed=seed, max_samples=max_samples, samples=samples,
         pool=pool, channel_axis=channel_axis, max_gram=max_gram, max_memory=max_memory, progress=progress,
+        stream=stream, engine=engine, scheduler=scheduler, workers=workers, block_rows=block_rows, shuffle_rows=shuffle_rows, chance=chance,
     )
     _write_outputs(grid, plan, [split_selector(x)[0] for x in (a, b) if x is not None], protected, annotate, vmin, vmax)
 

@@ -16,10 +16,12 @@ import numpy as np
 
 from repsim_cli.errors import RepsimError
 from repsim_cli.io.layers import (
+    TOKEN_POOLS,
     Layer,
     LayerRef,
     check_same_n,
     choose_rows,
+    has_token_axis,
     load_layer,
     select_layers,
     split_selector,
@@ -179,9 +181,18 @@ def compare_pairs(
     ci: float = 0.95,
     jobs: int = 1,
     progress: Progress | None = None,
+    chance: bool = False,
+    ci_method: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Records for every (pair, metric), in pair order then metric order."""
+    """Records for every (pair, metric), in pair order then metric order.
+
+    ``chance``: add the exact permutation moments of cka/hsic (``metrics.chance.CHANCE_KEYS``;
+    None, with a warning, for other metrics), from the prepared states the value used.
+    An interval is added when ``bootstrap`` > 0 or ``ci_method='jackknife'`` (which draws no
+    resample); ``ci_method`` None picks each metric's default (:mod:`repsim_cli.stats.intervals`).
+    """
     from repsim_cli import stats
+    from repsim_cli.metrics.chance import chance_fields, supports_chance, unsupported_note
 
     refs = [r for pair in pairs for r in pair]
     cache = LayerCache.for_refs(refs, options, min_samples=max(m.min_n for m in metrics))
@@ -195,17 +206,23 @@ def compare_pairs(
             except RepsimError as exc:
                 raise RepsimError(f"{a.label} vs {b.label}, metric {metric.spec}: {exc}") from None
             record = base_record(a, b, metric, result, details)
+            if chance:
+                record.update(chance_fields(metric, prep_a, prep_b, result))
+                if not supports_chance(metric):
+                    record["warnings"] = list(dict.fromkeys([*record["warnings"], unsupported_note(metric)]))
+            if permutations or bootstrap:
+                _check_same_groups(a, b)
             if permutations:
-                null = stats.permutation_null(
+                null = stats.permutation_null(  # pool tokens: whole sequences move, among equal lengths (groups)
                     metric, a.data, b.data, permutations, seed=options.seed, prep_a=prep_a, prep_b=prep_b,
-                    observed=result.value, jobs=jobs, progress=progress,
+                    observed=result.value, jobs=jobs, progress=progress, groups=a.groups,
                 )
                 record.update(null.as_record())
                 record["warnings"] = list(dict.fromkeys([*record["warnings"], *null.warnings]))
-            if bootstrap:
-                boot = stats.bootstrap_interval(
+            if bootstrap or ci_method == "jackknife":
+                boot = stats.bootstrap_interval(  # pool tokens: whole sequences are resampled (groups)
                     metric, a.data, b.data, bootstrap, ci=ci, seed=options.seed, jobs=jobs, progress=progress,
-                    observed=result.value,
+                    observed=result.value, groups=a.groups, ci_method=ci_method,
                 )
                 record.update(boot.as_record())
                 record["warnings"] = list(dict.fromkeys([*record["warnings"], *boot.warnings]))
@@ -215,6 +232,14 @@ def compare_pairs(
         cache.release(a_ref)
         cache.release(b_ref)
     return records
+
+
+def _check_same_groups(a: Layer, b: Layer) -> None:
+    """pool tokens: both sides must come from the same sequences (same attention_mask) to resample them."""
+    if (a.groups is not None or b.groups is not None) and not (
+        a.groups is not None and b.groups is not None and np.array_equal(a.groups, b.groups)
+    ):
+        raise RepsimError(f"{a.label} vs {b.label}: pool tokens needs the same attention_mask on both sides to resample sequences")
 
 
 def physical_memory_bytes() -> int:
@@ -255,7 +280,8 @@ def should_stream(
 
     Only linear CKA streams (see :func:`stream_route`); nulls and row subsets need the data in memory.
     """
-    streamable = all(m.name == "cka" and m.params["kernel"] == "linear" for m in metrics)
+    masked = options.pool in TOKEN_POOLS or (options.pool == "mean" and any(has_token_axis(r) for p in pairs for r in p))
+    streamable = all(m.name == "cka" and m.params["kernel"] == "linear" and not m.params["adjusted"] for m in metrics) and not masked
     subset = options.max_samples is not None or options.samples is not None
     keeps = max(stream_route(a, b, options)[1] for a, b in pairs)
     if stream:
@@ -265,10 +291,15 @@ def should_stream(
                 "reduce F with pool mean (conv maps) or N with max_samples (without stream)"
             )
         if not streamable:
-            other = ", ".join(m.spec for m in metrics if not (m.name == "cka" and m.params["kernel"] == "linear"))
+            other = ", ".join(
+                m.spec for m in metrics if not (m.name == "cka" and m.params["kernel"] == "linear" and not m.params["adjusted"])
+            )
             raise RepsimError(f"stream supports linear cka only (cka, cka:debiased=true), not {other}")
         if nulls or subset:
-            raise RepsimError("stream reads every row once; it cannot be combined with nulls (permutations/bootstrap) or a row subset (max_samples/samples)")
+            raise RepsimError(
+                "stream reads every row once; it cannot be combined with nulls (permutations/bootstrap/chance) "
+                "or a row subset (max_samples/samples)"
+            )
         return True
     if stream is False or not streamable or nulls or subset or keeps > physical_memory_bytes() // 4:
         return False
@@ -297,8 +328,17 @@ def compare_streamed(
             kb = streamed_centered_gram(b, options.pool, options.channel_axis)
             value = functools.partial(gram_cka, ka, kb)
         for metric in metrics:
+            try:
+                v = value(metric.params["debiased"])
+            except RepsimError as exc:
+                raise RepsimError(f"{a.label} vs {b.label}, metric {metric.spec}: {exc}") from None
+            if not np.isfinite(v):
+                raise RepsimError(
+                    f"{a.label} vs {b.label}, metric {metric.spec}: the value is {v} (not finite): the streamed "
+                    "moments overflowed or divided by zero"
+                )
             records.append(make_record(
-                a.label, b.label, metric, value(metric.params["debiased"]), a.n_samples,
+                a.label, b.label, metric, v, a.n_samples,
                 a.features(options.pool, options.channel_axis), b.features(options.pool, options.channel_axis),
                 details={"streamed": route},
             ))
@@ -333,8 +373,26 @@ def compare_layers(
     jobs: int = 1,
     stream: bool | None = None,
     progress: Progress | None = None,
+    engine: str = "local",
+    scheduler: str | None = None,
+    workers: int | None = None,
+    block_rows: int | None = None,
+    max_memory: int | None = None,
+    chance: bool = False,
+    ci_method: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Records for every (pair, metric): streamed when asked or when the layers would not fit, else in memory."""
+    """Records for every (pair, metric): streamed when asked or when the layers would not fit, else in memory.
+
+    Streaming (row blocks into merged moments, :mod:`repsim_cli.engines.moments`) runs locally or,
+    with ``engine="dask"``, on a dask cluster (``scheduler`` or a new LocalCluster of ``workers``).
+    ``chance``: exact permutation moments of cka/hsic in each record (needs the data in memory).
+    """
+    from repsim_cli.stats.intervals import check_ci_method
+
+    if ci_method is not None:
+        check_ci_method(ci_method)
+        if ci_method != "jackknife" and bootstrap < 2:
+            raise RepsimError(f"ci_method={ci_method} resamples the inputs; use bootstrap 2 or more (got {bootstrap}), or ci_method=jackknife")
     if permutations < 0 or bootstrap < 0:
         raise RepsimError(f"permutations and bootstrap must be >= 0, got {permutations} and {bootstrap}")
     if not 0 < ci < 1:
@@ -343,11 +401,28 @@ def compare_layers(
         raise RepsimError(f"jobs must be >= 1, got {jobs}")
     if not metrics:
         raise RepsimError("no metric given")
-    if should_stream(pairs, metrics, options, bool(permutations or bootstrap), stream):
-        return compare_streamed(pairs, metrics, options, progress=progress)
+    if chance:
+        from repsim_cli.metrics.chance import supports_chance
+
+        if not any(supports_chance(m) for m in metrics):
+            raise RepsimError(
+                "chance is available for cka and hsic (biased estimators) only, not "
+                + ", ".join(m.spec for m in metrics) + "; use permutations or a cka/hsic metric"
+            )
+        if stream:
+            raise RepsimError("chance needs the data in memory; it cannot be combined with stream")
+    from repsim_cli.engines.moments import compare_with_moments
+
+    streamed = None if chance else compare_with_moments(
+        pairs, metrics, options, nulls=bool(permutations or bootstrap or ci_method), stream=stream, engine=engine,
+        scheduler=scheduler, workers=workers, block_rows=block_rows, max_memory=max_memory, details=details,
+        progress=progress,
+    )
+    if streamed is not None:
+        return streamed
     return compare_pairs(
         pairs, metrics, options, details=details, permutations=permutations, bootstrap=bootstrap,
-        ci=ci, jobs=jobs, progress=progress,
+        ci=ci, jobs=jobs, progress=progress, chance=chance, ci_method=ci_method,
     )
 
 

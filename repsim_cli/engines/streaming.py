@@ -23,6 +23,7 @@ import numpy as np
 
 from repsim_cli.errors import RepsimError
 from repsim_cli.io.layers import LayerRef, iter_row_blocks, to_matrix
+from repsim_cli.metrics._linalg import power_of_two_scale
 
 
 @dataclass
@@ -91,8 +92,8 @@ def _paired_blocks(a: LayerRef, b: LayerRef, pool: str, channel_axis: int, block
     bytes_a = rows * int(np.prod(a.shape[1:])) * a.dtype.itemsize
     bytes_b = rows * int(np.prod(b.shape[1:])) * b.dtype.itemsize
     for blk_a, blk_b in zip(iter_row_blocks(a, max(bytes_a, 1)), iter_row_blocks(b, max(bytes_b, 1))):
-        xa = to_matrix(blk_a, pool, channel_axis, a.label)
-        xb = to_matrix(blk_b, pool, channel_axis, b.label)
+        xa = to_matrix(blk_a, pool, a.feature_axis(channel_axis), a.label)
+        xb = to_matrix(blk_b, pool, b.feature_axis(channel_axis), b.label)
         for x, ref in ((xa, a), (xb, b)):
             if not np.isfinite(x).all():
                 raise RepsimError(f"{ref.label} (shape {ref.shape}): NaN or infinite values in the data")
@@ -115,7 +116,11 @@ def streamed_hsic(
     pq = 0.0
     p_y = q_x = None
     n = 0
+    scale_a = scale_b = 1.0
     for xa, xb in _paired_blocks(a, b, pool, channel_axis, block_bytes):
+        if ma is None:  # exact power-of-two rescaling from the first block: no overflow at 1e300, no underflow at 1e-300
+            scale_a, scale_b = power_of_two_scale(xa), power_of_two_scale(xb)
+        xa, xb = xa * (1.0 / scale_a), xb * (1.0 / scale_b)
         if ma is None:
             ma, mb = _SideMoments.start(xa), _SideMoments.start(xb)
             s_ab = np.zeros((xa.shape[1], xb.shape[1]))
@@ -178,7 +183,7 @@ def iter_feature_blocks(
 
     shape = ref.shape
     ndim = len(shape)
-    axis = _channel_axis(ndim, channel_axis, ref.label, shape) if (pool == "mean" and ndim > 2) else 1
+    axis = _channel_axis(ndim, ref.feature_axis(channel_axis), ref.label, shape) if (pool == "mean" and ndim > 2) else 1
     per_index = max(1, int(np.prod(shape)) // max(1, shape[axis])) * 8
     step = max(1, block_bytes // per_index)
     for slab in iter_axis_blocks(ref.file, ref.kind, ref.name, shape, axis, step):
@@ -199,9 +204,13 @@ def streamed_centered_gram(
     """Xc Xc^T (N x N) accumulated over column blocks, each block centered exactly (two passes)."""
     n = ref.n_samples
     gram = np.zeros((n, n))
+    scale = None
     for block in iter_feature_blocks(ref, pool, channel_axis, block_bytes):
         if not np.isfinite(block).all():
             raise RepsimError(f"{ref.label} (shape {ref.shape}): NaN or infinite values in the data")
+        if scale is None:  # exact power of two from the first block: CKA ignores it, products neither over- nor underflow
+            scale = power_of_two_scale(block)
+        block *= 1.0 / scale
         block -= block.mean(axis=0)
         block -= block.mean(axis=0)
         gram += block @ block.T

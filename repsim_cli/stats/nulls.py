@@ -35,6 +35,7 @@ Progress = Callable[[int], None]
 #: spawn-key prefixes separating the random streams drawn from one user seed
 BOOT_STREAM = 0x626F6F74  # "boot"
 LABEL_STREAM = 0x6C61626C  # "labl"
+JACK_STREAM = 0x6A61636B  # "jack": the grouped jackknife's partition
 #: permutations / resamples per unit of work (progress granularity, process chunks)
 _CHUNK = 8
 #: relabellings evaluated at once by the group test (bounds memory: chunk x pairs floats)
@@ -53,6 +54,34 @@ def _check_seed(seed: int) -> int:
 def _permutation(n: int, seed: int, k: int) -> np.ndarray:
     """The k-th permutation of ``range(n)`` for ``seed`` (child k of ``SeedSequence(seed)``)."""
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(k,))).permutation(n)
+
+
+def cluster_permutation(groups: np.ndarray, seed: int, k: int) -> np.ndarray:
+    """Row permutation k that moves whole clusters, each only among clusters of its own size.
+
+    ``groups``: a cluster id per row, clusters contiguous (the token rows of one sequence). The
+    clusters of each size L are permuted among themselves by the k-th permutation of the G
+    cluster indices restricted to that size, and row j of cluster c goes to row j of cluster
+    pi(c): all tokens of one sequence move together, token order kept. Clusters of a size that
+    occurs once stay in place (a stratified permutation: valid under exchangeability of
+    same-length sequences).
+    """
+    ids, starts, counts = np.unique(groups, return_index=True, return_counts=True)
+    order = _permutation(ids.size, seed, k)
+    target = np.arange(ids.size)
+    for size in np.unique(counts):
+        members = np.flatnonzero(counts == size)
+        if members.size > 1:
+            ranked = order[np.isin(order, members)]  # members in the order of the k-th permutation
+            target[members] = ranked
+    return np.concatenate([np.arange(starts[t], starts[t] + counts[t]) for t in target])
+
+
+def distinct_cluster_permutations(groups: np.ndarray) -> float:
+    """How many distinct permutations :func:`cluster_permutation` can produce (prod of size-class factorials)."""
+    _, counts = np.unique(groups, return_counts=True)
+    _, per_size = np.unique(counts, return_counts=True)
+    return float(np.prod([math.factorial(int(c)) for c in per_size], dtype=np.float64))
 
 
 def permutation_indices(n: int, count: int, seed: int) -> np.ndarray:
@@ -77,6 +106,18 @@ def bootstrap_rows(n: int, seed: int, k: int, unique: bool = False) -> np.ndarra
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(BOOT_STREAM, k)))
     rows = rng.integers(0, n, size=n)
     return np.unique(rows) if unique else rows
+
+
+def cluster_rows(groups: np.ndarray, seed: int, k: int, unique: bool = False) -> np.ndarray:
+    """Rows of cluster-bootstrap resample ``k``: G clusters drawn with replacement, all rows of each.
+
+    ``groups`` holds a cluster id per row with each cluster's rows contiguous (token rows of one
+    sequence); clusters are drawn by :func:`bootstrap_rows` over range(G), so the same seed gives
+    the same draw of clusters.
+    """
+    ids, starts, counts = np.unique(groups, return_index=True, return_counts=True)
+    clusters = bootstrap_rows(ids.size, seed, k, unique)
+    return np.concatenate([np.arange(starts[c], starts[c] + counts[c]) for c in clusters])
 
 
 def permutation_pvalue(observed: float, null: np.ndarray, higher_is_similar: bool = True) -> float:
@@ -150,7 +191,7 @@ class _Job:
             self._prep_b = self.metric.prepare(self.y)
         return self._prep_b
 
-    def permutations(self, seed: int, start: int, stop: int) -> np.ndarray:
+    def permutations(self, seed: int, start: int, stop: int, groups: np.ndarray | None = None) -> np.ndarray:
         """Null values for permutations ``start..stop-1``: A fixed, B's rows shuffled.
 
         Fast path: ``metric.permute(prep_b, perm)`` reorders B's prepared state (for linear CKA
@@ -160,7 +201,7 @@ class _Job:
         n = self.x.shape[0]
         out = np.empty(stop - start)
         for i, k in enumerate(range(start, stop)):
-            perm = _permutation(n, seed, k)
+            perm = _permutation(n, seed, k) if groups is None else cluster_permutation(groups, seed, k)
             if self.fast:
                 permuted = self.metric.permute(self.prep_b, perm)
             else:
@@ -168,13 +209,17 @@ class _Job:
             out[i] = self.metric.pair(self.prep_a, permuted).value
         return out
 
-    def bootstrap(self, seed: int, start: int, stop: int, unique: bool) -> tuple[np.ndarray, list[str]]:
-        """Values on resamples ``start..stop-1`` (NaN where the metric is undefined, with the reason)."""
+    def bootstrap(self, seed: int, start: int, stop: int, unique: bool, groups: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
+        """Values on resamples ``start..stop-1`` (NaN where the metric is undefined, with the reason).
+
+        ``groups`` (one cluster id per row, clusters contiguous): whole clusters are resampled
+        (e.g. all tokens of one sequence with ``pool tokens``), see :func:`cluster_rows`.
+        """
         n = self.x.shape[0]
         out = np.empty(stop - start)
         errors: list[str] = []
         for i, k in enumerate(range(start, stop)):
-            rows = bootstrap_rows(n, seed, k, unique)
+            rows = bootstrap_rows(n, seed, k, unique) if groups is None else cluster_rows(groups, seed, k, unique)
             try:
                 out[i] = self.metric.compute(self.x[rows], self.y[rows]).value
             except RepsimError as exc:
@@ -360,6 +405,7 @@ def permutation_null(
     jobs: int = 1,
     progress: Progress | None = None,
     fast: bool = True,
+    groups: np.ndarray | None = None,
 ) -> PermutationResult:
     """Permutation null of ``metric(x, y)``: shuffle the rows of ``y`` relative to ``x``.
 
@@ -371,7 +417,9 @@ def permutation_null(
     state and computes one ``pair`` -- for linear CKA one F_A x F_B cross product (or an N x N
     inner product of Grams when F > N); the self terms are computed once. Metrics without it
     re-prepare B from ``y[perm]`` (A's state is reused), in ``jobs`` worker processes.
-    The numbers do not depend on ``jobs``.
+    The numbers do not depend on ``jobs``. ``groups`` (a cluster id per row, clusters
+    contiguous): whole clusters are permuted among clusters of the same size
+    (:func:`cluster_permutation`), e.g. sequences of equal length under ``pool tokens``.
     """
     seed = _check_seed(seed)
     if n_permutations < 1:
@@ -385,7 +433,9 @@ def permutation_null(
     if observed is None:
         observed = float(metric.pair(job.prep_a, job.prep_b).value)
     chunks = _chunks(n_permutations, jobs)
-    parts = _run(job, "permutations", [(seed, s, e) for s, e in chunks], [e - s for s, e in chunks], jobs, progress)
+    if groups is not None and len(groups) != x.shape[0]:
+        raise RepsimError(f"groups has {len(groups)} entries for {x.shape[0]} rows")
+    parts = _run(job, "permutations", [(seed, s, e, groups) for s, e in chunks], [e - s for s, e in chunks], jobs, progress)
     null = np.concatenate(parts)
     result = PermutationResult(
         float(observed), null, permutation_pvalue(observed, null, metric.higher_is_similar), metric.higher_is_similar, seed
@@ -394,6 +444,11 @@ def permutation_null(
         result.warnings.append(
             f"{metric.spec}: the permutation null has no spread (all {null.size} values equal "
             f"{result.null_mean:.6g}); z-score undefined"
+        )
+    if groups is not None and distinct_cluster_permutations(groups) < 2 * n_permutations:
+        result.warnings.append(
+            f"{metric.spec}: sequences are permuted only among sequences of equal length; these lengths allow "
+            f"{distinct_cluster_permutations(groups):.0f} distinct permutations for {n_permutations} drawn, so the null repeats itself"
         )
     if 1.0 / (n_permutations + 1) > 0.05:
         result.warnings.append(
@@ -408,9 +463,10 @@ def permutation_null(
 
 @dataclass
 class BootstrapResult:
-    """Percentile bootstrap interval of one comparison (same resampled rows on both sides)."""
+    """Interval of one comparison: percentile or BCa bootstrap (same resampled rows on both sides),
+    or the delete-one jackknife normal interval (``ci_method``; see :mod:`repsim_cli.stats.intervals`)."""
 
-    values: np.ndarray  # finite bootstrap values, resample order
+    values: np.ndarray  # finite bootstrap values, resample order (jackknife: the N delete-one values)
     ci: float
     ci_low: float
     ci_high: float
@@ -418,19 +474,25 @@ class BootstrapResult:
     unique_rows: bool
     seed: int
     warnings: list[str] = field(default_factory=list)
+    ci_method: str = "percentile"
+    se: float | None = None  # jackknife standard error (jackknife and bca)
 
     @property
     def bootstrap(self) -> int:
-        return int(self.values.size)
+        return 0 if self.ci_method == "jackknife" else int(self.values.size)
 
     def as_record(self) -> dict[str, Any]:
-        return {
+        rec: dict[str, Any] = {
             "ci_low": self.ci_low,
             "ci_high": self.ci_high,
+            "ci_method": self.ci_method,
             "bootstrap": self.bootstrap,
             "ci": self.ci,
-            "bootstrap_rows": "unique" if self.unique_rows else "all",
+            "bootstrap_rows": None if self.ci_method == "jackknife" else ("unique" if self.unique_rows else "all"),
         }
+        if self.se is not None:
+            rec["jackknife_se"] = _finite_or_none(self.se)
+        return rec
 
 
 def percentile_interval(values: np.ndarray, ci: float) -> tuple[float, float]:
@@ -462,8 +524,17 @@ def bootstrap_interval(
     progress: Progress | None = None,
     unique_rows: bool | None = None,
     observed: float | None = None,
+    groups: np.ndarray | None = None,
+    ci_method: str | None = None,
 ) -> BootstrapResult:
-    """Percentile bootstrap interval of ``metric(x, y)``.
+    """Interval of ``metric(x, y)``: percentile or BCa bootstrap, or the delete-one jackknife.
+
+    ``ci_method`` (:data:`repsim_cli.stats.intervals.CI_METHODS`; None: :func:`~repsim_cli.stats.intervals.
+    default_ci_method`, i.e. ``jackknife`` for the indexes resampled with duplicated rows, whose
+    value shifts with the number of distinct inputs, ``percentile`` for the others). ``jackknife``
+    draws no bootstrap resample: estimate +- z se from N delete-one values (downdates for moment
+    metrics, see :mod:`repsim_cli.stats.intervals`). ``bca`` uses the B resamples and the jackknife's
+    acceleration. The rest of this docstring describes the bootstrap resamples.
 
     Each resample draws N rows with replacement (:func:`bootstrap_rows`, child seed per
     resample) and uses the *same* rows on both sides, so the pairing of inputs is kept; the
@@ -475,20 +546,32 @@ def bootstrap_interval(
     decides from the metric's ``debiased`` parameter) each resample keeps its distinct rows
     only (~63% of N): the interval is honest about the estimator, somewhat wider than for N
     rows; a warning says so. Resamples where the metric is undefined are skipped, with a warning.
+    ``groups`` (a cluster id per row, clusters contiguous) resamples whole clusters instead of
+    rows (cluster bootstrap): the tokens of one sequence move together under ``pool tokens``.
     """
+    from repsim_cli.stats import intervals
+
     seed = _check_seed(seed)
     _check_ci(ci)
-    if n_boot < 2:
-        raise RepsimError(f"bootstrap must be >= 2, got {n_boot}")
+    unique = needs_distinct_rows(metric) if unique_rows is None else bool(unique_rows)
+    method = intervals.default_ci_method(metric, unique) if ci_method is None else intervals.check_ci_method(ci_method)
+    if n_boot < 2 and method != "jackknife":
+        raise RepsimError(f"ci_method={method} resamples the inputs; use bootstrap 2 or more (got {n_boot}), or ci_method=jackknife")
     if jobs < 1:
         raise RepsimError(f"jobs must be >= 1, got {jobs}")
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     _check_pair(x, y)
-    unique = needs_distinct_rows(metric) if unique_rows is None else bool(unique_rows)
+    if method == "jackknife":
+        lo, hi, jk, notes = intervals.jackknife_interval(metric, x, y, ci, observed, seed)
+        if progress and n_boot:
+            progress(n_boot)
+        return BootstrapResult(jk.values, ci, lo, hi, n_boot, unique, seed, notes, "jackknife", jk.se)
     job = _Job(metric, x, y)
     chunks = _chunks(n_boot, jobs)
-    parts = _run(job, "bootstrap", [(seed, s, e, unique) for s, e in chunks], [e - s for s, e in chunks], jobs, progress)
+    if groups is not None and len(groups) != x.shape[0]:
+        raise RepsimError(f"groups has {len(groups)} entries for {x.shape[0]} rows")
+    parts = _run(job, "bootstrap", [(seed, s, e, unique, groups) for s, e in chunks], [e - s for s, e in chunks], jobs, progress)
     values = np.concatenate([p[0] for p in parts])
     errors = [e for p in parts for e in p[1]]
     finite = values[np.isfinite(values)]
@@ -504,13 +587,23 @@ def bootstrap_interval(
         warnings.append(f"{metric.spec}: {len(errors)} of {n_boot} bootstrap resamples were undefined and skipped ({first})")
     if finite.size < 2:
         raise RepsimError(f"{metric.spec}: the bootstrap failed: only {finite.size} of {n_boot} resamples gave a value")
-    lo, hi = percentile_interval(finite, ci)
+    se = None
+    if method == "bca":
+        if observed is None:
+            observed = float(metric.compute(x, y).value)
+        jk = intervals.jackknife(metric, x, y, observed, seed=seed)
+        lo, hi, notes = intervals.bca_interval(finite, observed, jk.acceleration, ci)
+        se = jk.se
+        warnings += notes + ([intervals.recompute_note(metric, jk, x.shape[0])] if jk.route != "downdate" else [])
+    else:
+        lo, hi = percentile_interval(finite, ci)
     warnings += _tail_warning(finite.size, ci, "bootstrap values")
     tol = 1e-12 * max(1.0, abs(observed)) if observed is not None else 0.0
-    if observed is not None and not lo - tol <= observed <= hi + tol:
+    if method == "percentile" and observed is not None and not lo - tol <= observed <= hi + tol:
         warnings.append(
             f"{metric.spec}: the observed value {observed:.4g} lies outside its {ci:g} bootstrap interval "
             f"[{lo:.4g}, {hi:.4g}]: this index depends on how many distinct inputs there are (a resample holds "
-            "~63% of them), so resampled values are shifted; read the interval's width, not its location"
+            "~63% of them), so resampled values are shifted; read the interval's width, not its location, or use "
+            "ci_method=jackknife (an interval around the estimate)"
         )
-    return BootstrapResult(finite, ci, lo, hi, n_boot, unique, seed, warnings)
+    return BootstrapResult(finite, ci, lo, hi, n_boot, unique, seed, warnings, method, se)
