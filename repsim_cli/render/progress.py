@@ -73,11 +73,11 @@ class LineProgress:
         self.description, self.total, self.done = description, total, 0
         self.stream, self.interval, self.lines, self.announce = stream, interval, lines, announce
         self.clock = clock
-        self.start = clock()
-        self.last = self.start if not first_line else self.start - interval
-        self.estimated = False
+        self.start = self.last = clock()
+        self.estimated = self.printed = False
         if first_line and lines:
             self._say(f"repsim: {description}: 0/{total}")
+            self.printed = True
 
     def _say(self, line: str) -> None:
         stream = self.stream if self.stream is not None else sys.stderr
@@ -99,14 +99,14 @@ class LineProgress:
                 self._say(f"repsim: {self.description}: about {fmt_duration(elapsed + eta)} in all for {self.total} steps "
                           "(estimated from the first ones)")
         if self.lines and now - self.last >= self.interval and self.done < self.total:
-            self.last = now
+            self.last, self.printed = now, True
             pct = 100.0 * self.done / self.total if self.total else 100.0
             tail = f", ETA {fmt_duration(eta)}" if eta is not None else ""
             self._say(f"repsim: {self.description}: {self.done}/{self.total} ({pct:.0f}%), "
                       f"{fmt_duration(elapsed)} elapsed{tail}")
 
     def finish(self) -> None:
-        if self.lines and self.last != self.start and self.done >= self.total:  # lines were printed: close them
+        if self.lines and self.printed and self.done >= self.total:  # lines were printed: close them
             self._say(f"repsim: {self.description}: {self.total}/{self.total} done in {fmt_duration(self.clock() - self.start)}")
 
 
