@@ -75,6 +75,7 @@ class LineProgress:
         self.clock = clock
         self.start = self.last = clock()
         self.estimated = self.printed = False
+        self.first: tuple[float, int] | None = None
         if first_line and lines:
             self._say(f"repsim: {description}: 0/{total}")
             self.printed = True
@@ -93,10 +94,14 @@ class LineProgress:
         now = self.clock()
         elapsed = now - self.start
         eta = elapsed * (self.total - self.done) / self.done if self.done else None
-        if self.announce and not self.estimated and elapsed >= ESTIMATE_AFTER and eta is not None:
+        if self.first is None:  # the rate is measured from the first finished step (setup excluded)
+            self.first = (now, self.done)
+        elif self.announce and not self.estimated and now - self.first[0] >= ESTIMATE_AFTER:
             self.estimated = True
-            if elapsed + eta > ESTIMATE_ABOVE:
-                self._say(f"repsim: {self.description}: about {fmt_duration(elapsed + eta)} in all for {self.total} steps "
+            rate = (self.done - self.first[1]) / (now - self.first[0])
+            total_time = elapsed + (self.total - self.done) / rate if rate > 0 else 0.0
+            if total_time > ESTIMATE_ABOVE:
+                self._say(f"repsim: {self.description}: about {fmt_duration(total_time)} in all for {self.total} steps "
                           "(estimated from the first ones)")
         if self.lines and now - self.last >= self.interval and self.done < self.total:
             self.last, self.printed = now, True
