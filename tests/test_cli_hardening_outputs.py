@@ -21,14 +21,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from conftest import SAMPLE, write_h5
 from typer.testing import CliRunner
 
 from repsim_cli.cli import app
 from repsim_cli.render.output import check_distinct_outputs, is_direct, write_atomic
 from repsim_cli.render.progress import LineProgress, fmt_duration, progress_mode
 from repsim_cli.render.tables import csv_safe, escape_text, to_delimited
-
-from conftest import SAMPLE, write_h5
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parent.parent

@@ -171,8 +171,9 @@ def _run_command(fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP turned into it by the entry point
         error(str(exc) if isinstance(exc, Terminated) else "interrupted")
-        INTERRUPTED["code"] = getattr(exc, "exit_code", 130)
-        raise typer.Exit(INTERRUPTED["code"]) from None
+        code = int(getattr(exc, "exit_code", 130))
+        INTERRUPTED["code"] = code
+        raise typer.Exit(code) from None
     except MemoryError:
         error("out of memory; reduce the inputs with --max-samples or --pool mean")
         raise typer.Exit(2) from None
