@@ -52,6 +52,9 @@ def evil_files(tmp_path: Path, rng: np.random.Generator) -> tuple[Path, Path]:
     x = rng.standard_normal((40, 5))
     a = write_h5(tmp_path / "evil_a.h5", {n: x + 0.1 * rng.standard_normal(x.shape) for n in EVIL})
     b = write_h5(tmp_path / "evil_b.h5", {n: x + 0.1 * rng.standard_normal(x.shape) for n in EVIL})
+    with h5py.File(a, "a") as f:  # attributes are untrusted too, also as arrays of text
+        f.attrs["note"] = "\x1b[31mred\x1b]8;;http://evil\x07link"
+        f.attrs["tags"] = np.array(["ok", "\x1b[2Jgone"], dtype=h5py.string_dtype())
     return a, b
 
 
@@ -344,7 +347,7 @@ def test_untrusted_names_are_escaped_in_tables_grid_and_messages(evil_files):
     _assert_safe(grid.stdout)
     inspected = run("inspect", a)
     _assert_safe(inspected.stdout)
-    assert "clear\\x1b[2J" in inspected.stdout
+    assert "clear\\x1b[2J" in inspected.stdout and "\\x1b[31mred" in inspected.stdout
     bad = run("compare", a, f"{b}:nosuch")
     assert bad.exit_code == 2
     _assert_safe(bad.stderr)

@@ -328,7 +328,7 @@ def inspect_table(docs: list[dict[str, Any]], constant: bool) -> Any:
             table.add_row(*row)
         parts.append(table)
         if d["attrs"]:
-            attrs = "; ".join(f"{k}={v}" for k, v in d["attrs"].items())
+            attrs = escape_text("; ".join(f"{k}={v}" for k, v in d["attrs"].items()))  # values may be arrays of text
             parts.append(f"attributes: {attrs}\n")  # type: ignore[arg-type]
     return Group(*parts)
 
