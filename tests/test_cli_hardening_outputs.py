@@ -30,6 +30,7 @@ from repsim_cli.render.progress import LineProgress, fmt_duration, progress_mode
 from repsim_cli.render.tables import csv_safe, escape_text, to_delimited
 
 runner = CliRunner()
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and /dev/full")
 ROOT = Path(__file__).resolve().parent.parent
 EVIL = ["\x1b]0;pwned\x07", "clear\x1b[2J", "x\nrepsim: error: fake", '=HYPERLINK("evil","c")']
 
@@ -109,6 +110,7 @@ def test_dash_is_stdout_in_every_command(tmp_path, pair_files, monkeypatch):
     assert not (tmp_path / "-").exists()
 
 
+@linux_only
 def test_proc_self_fd_and_dev_stdout_reach_the_caller(tmp_path, pair_files):
     link = tmp_path / "stdout.json"
     link.symlink_to("/dev/stdout")
@@ -162,6 +164,7 @@ def test_output_file_at_a_size_limit_leaves_nothing(tmp_path, pair_files):
     assert not (tmp_path / "r.json").exists() and no_debris(tmp_path)
 
 
+@linux_only
 def test_stdout_on_a_full_disk_is_exit_2(pair_files):
     with open("/dev/full", "wb") as full:
         out = repsim("compare", *pair_files, "-f", "json", stdout=full, stderr=subprocess.PIPE, text=True)
@@ -295,6 +298,7 @@ def _wait_gone(pids: list[int], seconds: float = 10.0) -> list[int]:
     return _alive(pids)
 
 
+@linux_only
 def test_workers_die_when_the_parent_is_killed(tmp_path, rng):
     proc, kids = _start_workers(tmp_path, rng)
     try:
@@ -307,6 +311,7 @@ def test_workers_die_when_the_parent_is_killed(tmp_path, rng):
     assert not left, f"orphaned workers {left}"
 
 
+@linux_only
 def test_sigterm_stops_parent_and_workers_with_exit_143(tmp_path, rng):
     proc, kids = _start_workers(tmp_path, rng)
     try:
