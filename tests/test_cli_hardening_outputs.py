@@ -432,3 +432,16 @@ def test_h5_names_with_escapes_survive_inspect_json(evil_files):
     doc = json.loads(run("inspect", a, "-f", "json").stdout)
     with h5py.File(a) as f:
         assert {d["name"] for d in doc["files"][0]["datasets"]} == set(f.keys())
+
+
+def test_a_signal_the_caller_ignores_stays_ignored():
+    script = textwrap.dedent("""
+        import signal
+        from repsim_cli.cli import install_signal_handlers
+        install_signal_handlers()
+        print(signal.getsignal(signal.SIGHUP) == signal.SIG_IGN, signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))  # as nohup does
+    assert out.stdout.split() == ["True", "True"], out.stderr
