@@ -83,8 +83,14 @@ _PLAIN = re.compile(
 )
 
 
+#: library phrases that are whole flags on the command line
+LITERAL_FLAGS = {"stream=True": "--stream", "constant=False": "--no-constant"}
+
+
 def to_flags(message: str) -> str:
     """A library message with parameter names replaced by this CLI's flags."""
+    for phrase, flag in LITERAL_FLAGS.items():
+        message = message.replace(phrase, flag)
     message = _UNDERSCORED.sub(lambda m: PARAM_FLAGS[m.group(1)], message)
     return _PLAIN.sub(lambda m: PARAM_FLAGS[m.group(1)], message)
 

@@ -98,7 +98,8 @@ def heatmap(
         _pyplot()  # fail now, not after the computation, if matplotlib is missing
     grid = api.heatmap(
         a, b, metric, permutations=permutations, alpha=alpha, seed=seed, max_samples=max_samples, samples=samples,
-        pool=pool, channel_axis=channel_axis, max_gram=max_gram, max_memory=max_memory, progress=sys.stderr.isatty(),
+        pool=pool, channel_axis=channel_axis, max_gram=max_gram, max_memory=max_memory, image=plan["image"] is not None,
+        progress=sys.stderr.isatty(),
     )
     _write_outputs(grid, plan, [split_selector(x)[0] for x in (a, b) if x is not None], protected, annotate, vmin, vmax)
 

@@ -394,7 +394,7 @@ def _grid_nulls(
     tested = out.computed.copy()
     if out.self_comparison:
         np.fill_diagonal(tested, False)
-    perms = stats.permutation_indices(out.n_samples, permutations, seed)
+    perms = stats.nulls.iter_permutations(out.n_samples, permutations, seed)  # one at a time: never P x N
     null = np.full((r, c, permutations), np.nan)
     col_rows = [np.flatnonzero(tested[:, j]) for j in range(c)]
     for k, perm in enumerate(perms):

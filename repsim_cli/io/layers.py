@@ -32,8 +32,12 @@ from repsim_cli.io.arrays import (
     suffixes,
 )
 from repsim_cli.io.arrays import iter_row_blocks as _iter_array_rows
+from repsim_cli.io.budget import check_allocation
 
 POOL_CHOICES = ("none", "mean")
+#: the most ``describe_file`` (inspect) reads at once: an array that must be read whole (a
+#: compressed .npz member) above this is refused with advice instead of being inflated
+INSPECT_READ_BYTES = 512 * 2**20
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class DatasetInfo:
     dtype: np.dtype
     is_layer: bool
     reason: str = ""  # why it is not a layer
+    problem: str = ""  # why reading it would give invented data (see repsim_cli.io.arrays.hdf5_problem)
 
     @property
     def n_samples(self) -> int:
@@ -121,11 +126,13 @@ def open_activation_file(path: str) -> ActivationFile:
 
     If the file has a ``layer_order`` attribute (HDF5 root attribute) it names the layers and
     their order; otherwise every numeric array with ndim >= 2 is a layer, in the file's order.
+    A second name of one stored array (an HDF5 hard link) is a layer only when ``layer_order``
+    or a selector names it. An array that would be a layer but would read invented data (a
+    virtual dataset with a missing source, unallocated storage) is an error naming the array.
     """
     kind = file_kind(path)
     arrays, attrs = list_arrays(path)
-    infos = {a.name: DatasetInfo(a.name, a.shape, a.dtype, not _layer_problem(a.shape, a.dtype), _layer_problem(a.shape, a.dtype))
-             for a in arrays}
+    infos = {a.name: _dataset_info(a) for a in arrays}
     order = attrs.get("layer_order")
     if order is None:
         names = [n for n, i in infos.items() if i.is_layer]
@@ -135,15 +142,31 @@ def open_activation_file(path: str) -> ActivationFile:
         for n in names:
             if n not in infos:
                 raise RepsimError(f"{path}: root attribute layer_order names {n!r}, which is not a dataset in the file")
-            if not infos[n].is_layer:
+            if _layer_problem(infos[n].shape, infos[n].dtype):
                 raise RepsimError(f"{path}: layer {n!r} (shape {infos[n].shape}): {infos[n].reason}")
         chosen = set(names)
         datasets = [
-            DatasetInfo(i.name, i.shape, i.dtype, i.name in chosen, i.reason or ("" if i.name in chosen else "not in layer_order"))
+            DatasetInfo(i.name, i.shape, i.dtype, i.name in chosen,
+                        "" if i.name in chosen else (_own_problem(i) or "not in layer_order"), i.problem)
             for i in infos.values()
         ]
+    for n in names:
+        if infos[n].problem:
+            raise RepsimError(f"{path}: dataset {n!r} {infos[n].problem}")
     layers = [LayerRef(path, n, infos[n].shape, infos[n].dtype, kind) for n in names]
     return ActivationFile(path, kind, layers, datasets, attrs)
+
+
+def _dataset_info(a: Any) -> DatasetInfo:
+    """A listed array as a DatasetInfo: a layer unless its shape/dtype say no, or it is another name of an earlier one."""
+    reason = _layer_problem(a.shape, a.dtype)
+    if not reason and a.alias_of is not None:
+        reason = f"another name (hard link) of {a.alias_of!r}"
+    return DatasetInfo(a.name, a.shape, a.dtype, not reason, reason, a.problem)
+
+
+def _own_problem(info: DatasetInfo) -> str:
+    return info.reason if info.reason and not info.reason.startswith("another name") else ""
 
 
 # --------------------------------------------------------------------------- selectors
@@ -191,7 +214,9 @@ def select_layers(arg: str, file: ActivationFile | None = None) -> list[LayerRef
     # A dataset that exists but is not a layer by layer_order can still be named explicitly.
     for info in af.datasets:
         if info.name == pattern:
-            if info.reason and info.reason != "not in layer_order":
+            if info.problem:
+                raise RepsimError(f"{path}: dataset {info.name!r} {info.problem}")
+            if info.reason and info.reason != "not in layer_order" and not info.reason.startswith("another name"):
                 raise RepsimError(f"{path}: {info.name!r} (shape {info.shape}, dtype {info.dtype}) is not a layer: {info.reason}")
             return [LayerRef(path, info.name, info.shape, info.dtype, af.kind)]
     raise RepsimError(f"{path}: selector {pattern!r} matches no layer; available layers: {_names(af)}")
@@ -323,6 +348,7 @@ def load_layer(
     n_used = ref.n_samples if rows is None else len(rows)
     if n_used < min_samples:
         raise RepsimError(f"{where}: N={n_used} inputs, need at least {min_samples}")
+    check_allocation(where, load_bytes(ref, rows, pool, channel_axis), _load_advice(ref))
     raw = read_array(ref.file, ref.kind, ref.name, rows)
     data = to_matrix(raw, pool, channel_axis, ref.label)
     del raw
@@ -332,6 +358,29 @@ def load_layer(
     if dead:
         warnings.append(f"{ref.label}: {dead} of {data.shape[1]} columns are constant (dead units)")
     return Layer(ref, data, warnings)
+
+
+def _load_advice(ref: LayerRef) -> str | None:
+    from repsim_cli.io.arrays import FORMATS, NPZ_ADVICE
+    from repsim_cli.io.budget import current_advice
+
+    fmt = FORMATS.get(ref.kind)
+    return f"{NPZ_ADVICE}; or {current_advice()}" if fmt is not None and not fmt.sliceable else None
+
+
+def load_bytes(ref: LayerRef, rows: np.ndarray | None, pool: str = "none", channel_axis: int = 1) -> int:
+    """Bytes :func:`load_layer` allocates: the rows read in the stored dtype (a compressed ``.npz``
+    member is inflated whole) plus the float64 N x F matrix (0 for an in-memory float64 array)."""
+    from repsim_cli.io.arrays import FORMATS
+
+    per_row = int(np.prod(ref.shape[1:]))
+    n_used = ref.n_samples if rows is None else len(rows)
+    fmt = FORMATS.get(ref.kind)
+    read_rows = ref.n_samples if fmt is not None and not fmt.sliceable else n_used
+    raw = 0 if ref.kind == "memory" else read_rows * per_row * ref.dtype.itemsize
+    f_out = int(np.prod(pooled_shape(ref.shape, pool, channel_axis, ref.label)[1:]))
+    same = ref.kind == "memory" and ref.dtype == np.float64 and rows is None and (pool == "none" or len(ref.shape) <= 2)
+    return raw + (0 if same else n_used * f_out * 8)
 
 
 def _check_finite(data: np.ndarray, where: str) -> None:
@@ -395,6 +444,14 @@ def describe_file(arg: str, constant: bool = True, pool: str = "none", channel_a
     features after flattening/pooling and, with ``constant``, the number of constant columns
     counted in row blocks (never loading a layer whole).
     """
+    from repsim_cli.io.budget import advice_scope, budget_scope
+
+    # constant columns are counted in row blocks: a format read whole (.npz) may use this much
+    with advice_scope("list it without reading data (constant=False)"), budget_scope(INSPECT_READ_BYTES):
+        return _describe_file(arg, constant, pool, channel_axis)
+
+
+def _describe_file(arg: str, constant: bool, pool: str, channel_axis: int) -> dict[str, Any]:
     path, pattern = split_selector(arg)
     af = open_activation_file(path)
     chosen = None if pattern is None else {r.name for r in select_layers(arg, af)}
