@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
 import sys
@@ -99,12 +100,25 @@ def _show_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> Non
     warning(to_flags(str(message)))
 
 
+def flag_of(param: str) -> str:
+    """The command-line flag of a parameter (``max_memory`` -> ``--max-memory``)."""
+    return PARAM_FLAGS.get(param, "--" + param.replace("_", "-"))
+
+
+def check_not_nan(options: dict[str, Any]) -> None:
+    """A NaN option value (``--ci nan``, ``--vmin nan``) is a usage error, whatever the command."""
+    for name, value in options.items():
+        if isinstance(value, float) and math.isnan(value):
+            raise RepsimError(f"{flag_of(name)} must be a number, got nan")
+
+
 def handle_errors(fn: F) -> F:
     """Turn bad input into one line and exit 2, Ctrl-C into exit 130; never a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            check_not_nan(kwargs)
             with warnings.catch_warnings():  # library warnings -> "repsim: warning: ..." lines
                 warnings.simplefilter("always", RepsimWarning)
                 warnings.showwarning = _show_warning

@@ -20,6 +20,7 @@ from repsim_cli.cli.common import (
     SeedOpt,
     emit,
     format_text,
+    one_metric,
     input_files,
 )
 from repsim_cli.errors import RepsimError
@@ -56,7 +57,7 @@ cell) plus `rows`, `cols`, `matrix`, `sanity_check`, and `p_values`/`p_holm`/`si
 def heatmap(
     a: str = typer.Argument(..., help="Rows: FILE or FILE:LAYER (name or glob); all layers of FILE by default."),
     b: str | None = typer.Argument(None, help="Columns: FILE or FILE:LAYER. Omitted: A against itself."),
-    metric: str = typer.Option("cka", "--metric", "-m", help="METRIC[:key=value,...] (one); see `repsim metrics`."),
+    metric: list[str] = typer.Option(["cka"], "--metric", "-m", help="METRIC[:key=value,...] (one); see `repsim metrics`."),
     output: str | None = typer.Option(
         None, "--output", "-o",
         help="Image (.png/.svg/.pdf; the grid still prints to stdout) or data (.json/.csv/.tsv/.txt, instead of stdout); atomic, never an input file.",
@@ -85,7 +86,8 @@ def heatmap(
     """
     from repsim_cli.render.images import image_format
 
-    parse_metric(metric)  # a bad -m fails before the outputs are looked at
+    metric = one_metric(metric, "heatmap")  # type: ignore[assignment]
+    parse_metric(metric)  # type: ignore[arg-type]  # a bad -m fails before the outputs are looked at
     if vmin is not None and vmax is not None and not vmin < vmax:
         raise RepsimError(f"--vmin must be below --vmax, got {vmin} and {vmax}")
     protected = input_files([a, b, samples])

@@ -28,6 +28,7 @@ from repsim_cli.cli.common import (
     check_outputs,
     emit,
     input_files,
+    one_metric,
 )
 from repsim_cli.errors import RepsimError
 from repsim_cli.render.terminal import group_test_table
@@ -128,7 +129,7 @@ GROUP_HELP = (
 def group_test_command(
     ctx: typer.Context,
     group: list[str] | None = typer.Option(None, "--group", metavar="NAME FILE FILE...", help=GROUP_HELP),
-    metric: str = typer.Option("cka", "--metric", "-m", help="METRIC[:key=value,...] (one). See `repsim metrics`."),
+    metric: list[str] = typer.Option(["cka"], "--metric", "-m", help="METRIC[:key=value,...] (one). See `repsim metrics`."),
     layer: str | None = typer.Option(
         None, "--layer", help="Layer name or glob present in every run (default: every layer shared by all runs)."
     ),
@@ -151,6 +152,7 @@ def group_test_command(
     Every pair of runs is compared on same-named layers; the statistic is the mean within-group
     similarity minus the mean between-group similarity, per layer and averaged over layers.
     """
+    metric = one_metric(metric, "test")  # type: ignore[assignment]
     groups, problems = ctx.meta.get(_GROUPS_KEY, ([], []))
     if problems:
         raise RepsimError(problems[0])
