@@ -8,8 +8,8 @@ from typing import Any, Sequence
 
 import typer
 
-from repsim_cli import api
-from repsim_cli.cli._app import app, handle_errors, info, warning
+from repsim_cli import api, gates
+from repsim_cli.cli._app import app, handle_errors, info, to_flags, warning
 from repsim_cli.cli.common import (
     ChannelAxisOpt,
     FormatOpt,
@@ -69,6 +69,9 @@ def heatmap(
     vmax: float | None = typer.Option(None, "--vmax", help="Colour scale maximum (default: largest value in the grid)."),
     permutations: int = typer.Option(0, "--permutations", help="Permutation p-value per cell: one shared, seeded set of row permutations; Holm over the grid."),
     alpha: float = typer.Option(0.05, "--alpha", help="Cells with Holm-adjusted p > alpha are marked (table) and hatched (image)."),
+    fail_sanity_below: float | None = typer.Option(None, "--fail-sanity-below", help=(
+        "Exit 1 (after writing) if the sanity check's fraction of correct rows is below FRACTION (needs the same number of layers on both sides)."
+    )),
     max_memory: float = typer.Option(8.0, "--max-memory", help="Refuse grids whose per-layer states (data, N x N matrices) need more than this many GiB."),
     seed: int = SeedOpt,
     max_samples: int | None = MaxSamplesOpt,
@@ -98,12 +101,18 @@ def heatmap(
         from repsim_cli.render.images import _pyplot
 
         _pyplot()  # fail now, not after the computation, if matplotlib is missing
+    gates.check_fraction("fail_sanity_below", fail_sanity_below)
     grid = api.heatmap(
         a, b, metric, permutations=permutations, alpha=alpha, seed=seed, max_samples=max_samples, samples=samples,
         pool=pool, channel_axis=channel_axis, max_gram=max_gram, max_memory=max_memory, image=plan["image"] is not None,
         progress=sys.stderr.isatty(),
     )
     _write_outputs(grid, plan, [split_selector(x)[0] for x in (a, b) if x is not None], protected, annotate, vmin, vmax)
+    crossed = gates.sanity_crossed(grid.sanity_check, fail_sanity_below)
+    for line in crossed:
+        info(f"repsim: threshold crossed: {to_flags(line)}")
+    if crossed:
+        raise typer.Exit(1)
 
 
 def _plan_outputs(output: str | None, fmt: str | None, data_out: str | None, protected: Sequence[str], image_format: Any) -> dict[str, Any]:

@@ -308,17 +308,12 @@ def compare_streamed(
 
 
 def thresholds_crossed(
-    records: Sequence[dict[str, Any]], fail_below: float | None, fail_above: float | None
+    records: Sequence[dict[str, Any]], fail_below: Any = None, fail_above: Any = None
 ) -> list[str]:
-    """Human-readable list of records that cross a CI gate (empty if none)."""
-    out = []
-    for r in records:
-        v = r["value"]
-        if fail_below is not None and v < fail_below:
-            out.append(f"{r['a']} vs {r['b']} {r['metric']}={v:.6g} < fail_below {fail_below}")
-        if fail_above is not None and v > fail_above:
-            out.append(f"{r['a']} vs {r['b']} {r['metric']}={v:.6g} > fail_above {fail_above}")
-    return out
+    """Human-readable list of records that cross a CI gate (empty if none); see :mod:`repsim_cli.gates`."""
+    from repsim_cli import gates
+
+    return gates.crossed(gates.parse_gates(fail_below, fail_above), records)
 
 
 def compare_layers(
