@@ -190,10 +190,7 @@ def compare_pairs(
         a, b = cache.layer(a_ref), cache.layer(b_ref)
         for metric in metrics:
             prep_a, prep_b = cache.prepared(a_ref, metric), cache.prepared(b_ref, metric)
-            try:
-                result = metric.pair(prep_a, prep_b)
-            except RepsimError as exc:
-                raise RepsimError(f"{a.label} vs {b.label}, metric {metric.spec}: {exc}") from None
+            result = pair_named(metric, prep_a, prep_b, a.label, b.label)
             record = base_record(a, b, metric, result, details)
             if permutations:
                 null = stats.permutation_null(
@@ -297,14 +294,26 @@ def compare_streamed(
             kb = streamed_centered_gram(b, options.pool, options.channel_axis)
             value = functools.partial(gram_cka, ka, kb)
         for metric in metrics:
+            try:
+                v = value(metric.params["debiased"])
+            except RepsimError as exc:
+                raise RepsimError(f"{a.label} vs {b.label}, metric {metric.spec} (streamed by {route}): {exc}") from None
             records.append(make_record(
-                a.label, b.label, metric, value(metric.params["debiased"]), a.n_samples,
+                a.label, b.label, metric, v, a.n_samples,
                 a.features(options.pool, options.channel_axis), b.features(options.pool, options.channel_axis),
                 details={"streamed": route},
             ))
             if progress:
                 progress(1)
     return records
+
+
+def pair_named(metric: BoundMetric, prep_a: Any, prep_b: Any, a_label: str, b_label: str, where: str = "") -> Any:
+    """``metric.pair`` whose errors (rank 0, NaN, ...) name both layers, the metric and where (e.g. a permutation)."""
+    try:
+        return metric.pair(prep_a, prep_b)
+    except RepsimError as exc:
+        raise RepsimError(f"{a_label} vs {b_label}, metric {metric.spec}{where}: {exc}") from None
 
 
 def thresholds_crossed(
