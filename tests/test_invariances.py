@@ -46,6 +46,18 @@ EXTRA_SPECS = [
     "ridge:alpha=1.0",
     "ridge:alpha=0",
     "ridge:predict=a,folds=3",
+    "dcor:unbiased=true",
+    "rsm_diff:norm=spectral",
+    "rsm_diff:rsm=cosine",
+    "rsm_diff:rsm=cosine,center=false,norm=spectral",
+    "rsm_diff:rsm=linear",
+    "rsm_diff:rsm=linear,norm=spectral",
+    "rsm_diff:rsm=linear,center=false",
+    "eos:center=false",
+    "eos:denominator=rank",
+    "gulp:lambda=0.1",
+    "gulp:squared=true",
+    "uniformity:t=0.05",
 ]
 SPECS = list(REGISTRY) + EXTRA_SPECS
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from repsim_cli.errors import RepsimError
+from repsim_cli.io.arrays import natural_key
 from repsim_cli.io.layers import (
     choose_rows,
     count_constant_columns,
     load_layer,
-    natural_key,
     open_activation_file,
     select_layers,
     split_selector,

@@ -53,6 +53,10 @@ def identity_value(metric: BoundMetric) -> float | None:
         return 1.0
     if name == "procrustes":
         return 1.0 if params.get("stat", "similarity") == "similarity" else 0.0
+    if name == "dcor" or (name == "eos" and params.get("denominator") == "rank"):  # eos by F: rank/F
+        return 1.0
+    if name in ("rsm_diff", "gulp", "magnitude", "concentricity", "uniformity"):  # distances
+        return 0.0
     return None
 
 

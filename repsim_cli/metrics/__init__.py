@@ -28,6 +28,8 @@ from repsim_cli.metrics.rsa import mutual_knn, rsa  # noqa: E402
 # the catalog additions of issue 13 register after the metrics above (the registry's order is the docs' order)
 from repsim_cli.metrics.alignment import aligned_cosine, shape_distance, soft_match_distance  # noqa: E402
 from repsim_cli.metrics.predictivity import ridge_r2  # noqa: E402
+from repsim_cli.metrics.rsm import distance_correlation, eigenspace_overlap, gulp_distance, rsm_norm_difference  # noqa: E402
+from repsim_cli.metrics.statistics import concentricity_difference, magnitude_difference, uniformity_difference  # noqa: E402
 
 __all__ = [
     "INVARIANCES",
@@ -41,6 +43,13 @@ __all__ = [
     "register",
     "aligned_cosine",
     "cca",
+    "concentricity_difference",
+    "distance_correlation",
+    "eigenspace_overlap",
+    "gulp_distance",
+    "magnitude_difference",
+    "rsm_norm_difference",
+    "uniformity_difference",
     "correlation_matrix",
     "hsic",
     "linear_cka",
