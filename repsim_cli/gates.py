@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from repsim_cli.errors import RepsimError, warn
 from repsim_cli.metrics import BoundMetric, parse_metric
@@ -39,7 +39,7 @@ class Gate:
     def param(self) -> str:
         return f"fail_{self.op}"
 
-    def applies_to(self, name: str, params: dict[str, Any] | None = None) -> bool:
+    def applies_to(self, name: str, params: Mapping[str, Any] | None = None) -> bool:
         """Does the gate apply to metric ``name`` with ``params`` (a record's ``metric`` and ``params``)?"""
         if self.metric is None:
             return True

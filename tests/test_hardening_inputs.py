@@ -15,6 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from conftest import SAMPLE, write_h5
 from typer.testing import CliRunner
 
 from repsim_cli import api, gates
@@ -24,8 +25,6 @@ from repsim_cli.io.arrays import list_arrays
 from repsim_cli.io.layers import open_activation_file, select_layers
 from repsim_cli.render.encoding import fit_encoding
 from repsim_cli.render.images import MAX_IMAGE_LAYERS, check_image_grid, label_style, pixel_size
-
-from conftest import SAMPLE, write_h5
 
 runner = CliRunner()
 

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from repsim_cli import api
+from repsim_cli import api, gates
 from repsim_cli.cli._app import app, handle_errors, info, to_flags
 from repsim_cli.cli.common import (
     ChannelAxisOpt,
@@ -21,7 +21,6 @@ from repsim_cli.cli.common import (
     emit,
     input_files,
 )
-from repsim_cli import gates
 from repsim_cli.metrics import parse_metric
 from repsim_cli.render.terminal import compare_table
 

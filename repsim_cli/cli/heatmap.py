@@ -20,8 +20,8 @@ from repsim_cli.cli.common import (
     SeedOpt,
     emit,
     format_text,
-    one_metric,
     input_files,
+    one_metric,
 )
 from repsim_cli.errors import RepsimError
 from repsim_cli.io.layers import split_selector
@@ -89,8 +89,8 @@ def heatmap(
     """
     from repsim_cli.render.images import image_format
 
-    metric = one_metric(metric, "heatmap")  # type: ignore[assignment]
-    parse_metric(metric)  # type: ignore[arg-type]  # a bad -m fails before the outputs are looked at
+    spec = one_metric(metric, "heatmap")
+    parse_metric(spec)  # a bad -m fails before the outputs are looked at
     if vmin is not None and vmax is not None and not vmin < vmax:
         raise RepsimError(f"--vmin must be below --vmax, got {vmin} and {vmax}")
     protected = input_files([a, b, samples])
@@ -103,7 +103,7 @@ def heatmap(
         _pyplot()  # fail now, not after the computation, if matplotlib is missing
     gates.check_fraction("fail_sanity_below", fail_sanity_below)
     grid = api.heatmap(
-        a, b, metric, permutations=permutations, alpha=alpha, seed=seed, max_samples=max_samples, samples=samples,
+        a, b, spec, permutations=permutations, alpha=alpha, seed=seed, max_samples=max_samples, samples=samples,
         pool=pool, channel_axis=channel_axis, max_gram=max_gram, max_memory=max_memory, image=plan["image"] is not None,
         progress=sys.stderr.isatty(),
     )

@@ -138,8 +138,12 @@ def group_test_command(
         999, "-B", "--resamples", help="labels: enumerate all splits if there are at most B, else B random relabellings; bootstrap: B resamples."
     ),
     ci: float = typer.Option(0.95, "--ci", help="Interval level of --null bootstrap."),
-    fail_p_below: float | None = typer.Option(None, "--fail-p-below", help="Exit 1 (after printing) if the combined p-value is below P (e.g. a difference that must not exist)."),
-    fail_p_above: float | None = typer.Option(None, "--fail-p-above", help="Exit 1 (after printing) if the combined p-value is above P (e.g. a difference that must be significant)."),
+    fail_p_below: float | None = typer.Option(
+        None, "--fail-p-below", help="Exit 1 (after printing) if the combined p-value is below P (e.g. a difference that must not exist)."
+    ),
+    fail_p_above: float | None = typer.Option(
+        None, "--fail-p-above", help="Exit 1 (after printing) if the combined p-value is above P (e.g. a difference that must be significant)."
+    ),
     seed: int = SeedOpt,
     fmt: str | None = FormatOpt,
     output: str | None = OutputOpt,
@@ -154,7 +158,7 @@ def group_test_command(
     Every pair of runs is compared on same-named layers; the statistic is the mean within-group
     similarity minus the mean between-group similarity, per layer and averaged over layers.
     """
-    metric = one_metric(metric, "test")  # type: ignore[assignment]
+    spec = one_metric(metric, "test")
     groups, problems = ctx.meta.get(_GROUPS_KEY, ([], []))
     if problems:
         raise RepsimError(problems[0])
@@ -165,7 +169,7 @@ def group_test_command(
     gates.check_fraction("fail_p_below", fail_p_below)
     gates.check_fraction("fail_p_above", fail_p_above)
     result = api.test(
-        groups, metric, null=null, n_resamples=n_resamples, ci=ci, seed=seed, layer=layer, max_samples=max_samples,
+        groups, spec, null=null, n_resamples=n_resamples, ci=ci, seed=seed, layer=layer, max_samples=max_samples,
         samples=samples, pool=pool, channel_axis=channel_axis, max_gram=max_gram, progress=sys.stderr.isatty(),
     )
     doc = result.to_dict()
