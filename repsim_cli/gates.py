@@ -121,7 +121,10 @@ def crossed(gates: Sequence[Gate], records: Sequence[dict[str, Any]]) -> list[st
                 sign = "<" if gate.op == BELOW else ">"
                 shown = "missing" if v is None else f"{v:.6g}"
                 why = "" if isinstance(v, (int, float)) and math.isfinite(v) else " (not finite: a gate never passes)"
-                out.append(f"{r.get('a')} vs {r.get('b')} {r.get('metric')}={shown}{why} {sign} {gate.param} {gate.text}")
+                params = r.get("params") or {}
+                named = ",".join(f"{k}={params[k]}" for k in gate.given if k in params)
+                label = f"{r.get('metric')}:{named}" if named else r.get("metric")
+                out.append(f"{r.get('a')} vs {r.get('b')} {label}={shown}{why} {sign} {gate.param} {gate.text}")
     return out
 
 
