@@ -487,3 +487,18 @@ def test_rank0_and_nan_errors_name_file_layer_and_where(tmp_path, rng):
     one_line_error(run("compare", n, ok, "--stream"), "nan.h5:h", "row 7", "column 3")
     one_line_error(run("heatmap", c, ok), "const.h5:h", "grid cell", "rank 0")
     one_line_error(run("heatmap", n, ok), "nan.h5:h", "NaN")
+
+
+def test_alias_order_does_not_depend_on_traversal(tmp_path, x):
+    path = tmp_path / "hl.h5"
+    with h5py.File(path, "w") as f:
+        f["z"] = x
+        f["grp/a"] = f["z"]
+    infos = {i.name: i for i in list_arrays(str(path))[0]}
+    assert infos["grp/a"].alias_of is None and infos["z"].alias_of == "grp/a"
+
+
+def test_heatmap_permutation_null_is_within_the_budget(pair_files):
+    a, b = pair_files
+    with pytest.raises(RepsimError, match="permutation null"):
+        api.heatmap(a, b, permutations=10**6, max_memory=0.01)  # 9 cells x 1e6 x 8 bytes = 69 MiB > 10 MiB

@@ -28,6 +28,7 @@ import numpy as np
 from repsim_cli import stats
 from repsim_cli.engines.compare import LayerCache, LoadOptions, base_record, check_gram, pair_named
 from repsim_cli.errors import RepsimError
+from repsim_cli.io.budget import check_allocation
 from repsim_cli.io.layers import Layer, LayerRef, check_same_n, choose_rows
 from repsim_cli.metrics import BoundMetric, MetricResult
 
@@ -399,6 +400,7 @@ def _grid_nulls(
     if out.self_comparison:
         np.fill_diagonal(tested, False)
     perms = stats.nulls.iter_permutations(out.n_samples, permutations, seed)  # one at a time: never P x N
+    check_allocation(f"the permutation null of a {r} x {c} grid with {permutations} permutations", r * c * permutations * 8)
     null = np.full((r, c, permutations), np.nan)
     col_rows = [np.flatnonzero(tested[:, j]) for j in range(c)]
     for k, perm in enumerate(perms):

@@ -227,14 +227,13 @@ def _list_hdf5(path: str) -> tuple[list[ArrayInfo], dict[str, Any]]:
     infos: list[ArrayInfo] = []
     with h5py.File(path, "r") as f:
         attrs = {k: decode_attr(v) for k, v in f.attrs.items()}
-        first_name: dict[Any, str] = {}
-        for name, obj in _hdf5_datasets(f):
+        first_name: dict[Any, str] = {}  # in natural order, so the first name is the same on every run
+        for name, obj in sorted(_hdf5_datasets(f), key=lambda item: natural_key(item[0])):
             key = (obj.file.filename, h5py.h5o.get_info(obj.id).addr)
             shape = tuple(int(s) for s in (obj.shape or ()))
             infos.append(ArrayInfo(name, shape, obj.dtype, tuple(obj.chunks) if obj.chunks else None,
                                    alias_of=first_name.get(key), problem=hdf5_problem(path, obj)))
             first_name.setdefault(key, name)
-    infos.sort(key=lambda i: natural_key(i.name))
     return infos, attrs
 
 
