@@ -73,6 +73,19 @@ def _memory_advice(refs: Sequence[Any], stream: bool = False) -> str:
     return ", or ".join(parts)
 
 
+def _check_token_rows(pool: str, resampling: Any) -> None:
+    """pool tokens makes each real token a row: shuffling single tokens would break the null.
+
+    (compare's permutations and bootstrap move whole sequences, see stats.nulls.cluster_permutation
+    and cluster_rows; heatmap's shared permutations and test's bootstrap null do not yet.)
+    """
+    if pool == "tokens" and resampling:
+        raise RepsimError(
+            "pool tokens works with compare's permutations and bootstrap (whole sequences move) but not yet with "
+            "heatmap permutations or the test bootstrap null; use pool mean, last or first there"
+        )
+
+
 def _issue(warnings: Sequence[str]) -> None:
     for message in dict.fromkeys(warnings):
         warn(message, stacklevel=4)
@@ -96,6 +109,7 @@ def compare(
     details: bool = False,
     jobs: int = 1,
     max_gram: int = 20000,
+    chance: bool = False,
 ) -> Results:
     """Similarity of two representations, layer by layer (``repsim compare``).
 
@@ -106,7 +120,11 @@ def compare(
     ``permutations`` adds a permutation p-value (B's rows shuffled), ``bootstrap`` a percentile
     interval at level ``ci``; ``seed`` fixes every random choice (subsets, permutations,
     resamples) whatever ``jobs``. ``stream`` reads files in row blocks (linear CKA; default:
-    automatic when the layers would not fit in memory).
+    automatic when the layers would not fit in memory). ``chance`` adds, for cka and biased hsic,
+    the exact mean, std and skewness of the metric over all row permutations of B
+    (``null_mean_exact``, ``null_std_exact``, ``null_skew_exact``), ``z_exact``, the Pearson III
+    ``p_moments`` and the chance-adjusted ``adjusted`` = (CKA - E0) / (1 - E0) (None, with a
+    warning, for other metrics; see :mod:`repsim_cli.metrics.chance`).
 
     Returns :class:`~repsim_cli.results.Results` (``.value`` for a single record).
 
@@ -130,7 +148,7 @@ def compare(
         with progress_bar("compare", total, enabled=progress) as advance, advice_scope(advice):
             records = compare_engine.compare_layers(
                 pairs, bound, options, details=details, permutations=permutations, bootstrap=bootstrap,
-                ci=ci, jobs=jobs, stream=stream, progress=advance,
+                ci=ci, jobs=jobs, stream=stream, progress=advance, chance=chance,
             )
     _issue([w for r in records for w in r["warnings"]])
     return Results([Record.from_dict(r) for r in records], seed)
@@ -152,6 +170,7 @@ def heatmap(
     max_memory: float = grid_engine.DEFAULT_MAX_MEMORY_GIB,
     image: bool = False,
     progress: bool = False,
+    chance: bool = False,
 ) -> Grid:
     """Layer x layer grid of one metric (``repsim heatmap``): rows = A's layers, columns = B's.
 
@@ -163,6 +182,9 @@ def heatmap(
     per cell from one shared, seeded set of row permutations, Holm-adjusted over the grid.
     ``image=True``: the grid will be drawn, so refuse it before computing when it is too large
     to draw (``render.images.check_image_grid``: layers per side, pixels).
+    ``chance`` (cka, biased hsic): the exact chance level E0 of every cell and its Pearson III
+    p-value from the exact permutation moments (:attr:`Grid.chance_mean`, :attr:`Grid.p_moments`,
+    :attr:`Grid.above_chance`: Holm-adjusted ``p_moments`` <= ``alpha``).
 
     Returns :class:`~repsim_cli.results.Grid` (``.values``, ``.rows``, ``.cols``, ``.plot()``).
 
@@ -173,6 +195,7 @@ def heatmap(
     ((2, 2), 1.0)
     """
     bound = _bind(metric)
+    _check_token_rows(pool, permutations)
     if max_memory <= 0:
         raise RepsimError(f"max_memory must be > 0 GiB, got {max_memory}")
     options = _options(seed, max_samples, samples, pool, channel_axis, max_gram)
@@ -191,7 +214,7 @@ def heatmap(
                 advice_scope(advice), budget_scope(budget):
             result = grid_engine.compute_grid(
                 row_refs, col_refs, bound, options, permutations=permutations, alpha=alpha,
-                max_memory_gib=max_memory, progress=advance,
+                max_memory_gib=max_memory, progress=advance, chance=chance,
             )
     _issue([*(w for r in result.records for w in r["warnings"]), *result.warnings])
     files = [_side_name(s, "") for s in (a, b) if isinstance(s, (str, os.PathLike))]
@@ -241,6 +264,7 @@ def test(
         raise RepsimError(f"n_resamples must be >= 1, got {n_resamples}")
     if not 0 < ci < 1:
         raise RepsimError(f"ci must lie in (0, 1), got {ci}")
+    _check_token_rows(pool, null == "bootstrap")  # the label-exchange null moves whole runs: fine
     items = list(groups.items()) if isinstance(groups, Mapping) else [(str(g), list(rs)) for g, rs in groups]
     options = _options(seed, max_samples, samples, pool, channel_axis, max_gram)
     with MemoryScope() as mem:

@@ -252,6 +252,24 @@ class Grid:
         return None if self._result.p_holm is None else np.array(self._result.p_holm)
 
     @property
+    def chance_mean(self) -> np.ndarray | None:
+        """R x C exact chance levels E0 (mean over all row permutations; ``chance=True``), else None."""
+        ch = getattr(self._result, "chance", None)
+        return None if ch is None else np.array(ch.mean)
+
+    @property
+    def p_moments(self) -> np.ndarray | None:
+        """R x C Pearson III p-values from the exact permutation moments (``chance=True``), else None."""
+        ch = getattr(self._result, "chance", None)
+        return None if ch is None else np.array(ch.p_value)
+
+    @property
+    def above_chance(self) -> np.ndarray | None:
+        """R x C bool: Holm-adjusted ``p_moments`` <= alpha (True on untested cells); None without chance."""
+        above = getattr(self._result, "above_chance", None)
+        return None if above is None else np.array(above)
+
+    @property
     def sanity_check(self) -> dict[str, Any] | None:
         """Kornblith et al.'s check (same dict as the JSON ``sanity_check``), or None."""
         s = self._result.sanity

@@ -171,7 +171,7 @@ def test_knn_matches_bruteforce(k, center):
 def test_knn_row_blocks_give_the_same_neighbours(monkeypatch):
     x, _ = pair(2, 40, 5, 5)
     whole = rsa_mod.nearest_neighbors(x, 6)
-    monkeypatch.setattr(rsa_mod, "_block_rows", lambda n, budget_bytes=0: 7)
+    monkeypatch.setattr(sys.modules["repsim_cli.metrics.neighbours"], "_block_rows", lambda n, budget_bytes=0: 7)
     assert np.array_equal(rsa_mod.nearest_neighbors(x, 6), whole)
 
 

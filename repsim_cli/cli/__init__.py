@@ -25,6 +25,7 @@ from repsim_cli.cli import test_cmd as _test  # noqa: F401,E402
 from repsim_cli.cli import inputsim as _inputsim  # noqa: F401,E402
 from repsim_cli.cli import inspect_cmd as _inspect  # noqa: F401,E402
 from repsim_cli.cli import metrics_cmd as _metrics  # noqa: F401,E402
+from repsim_cli.cli import capture as _capture  # noqa: F401,E402
 
 
 def main(argv: Sequence[str] | None = None) -> None:

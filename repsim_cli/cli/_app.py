@@ -76,6 +76,7 @@ PARAM_FLAGS = {
     "samples": "--samples", "pool": "--pool", "stream": "--stream", "permutations": "--permutations",
     "bootstrap": "--bootstrap", "alpha": "--alpha", "rcond": "--rcond", "threshold": "--threshold",
     "seed": "--seed", "jobs": "--jobs", "ci": "--ci", "format": "--format", "null": "--null",
+    "chance": "--chance",
 }
 _UNDERSCORED = re.compile(r"(?<![\w.:=-])(" + "|".join(k for k in PARAM_FLAGS if "_" in k) + r")\b")
 _PLAIN = re.compile(

@@ -22,7 +22,9 @@ MaxSamplesOpt = typer.Option(None, "--max-samples", help="Use a random subset of
 SamplesOpt = typer.Option(None, "--samples", help=".npy file of 0-based row indices to use on every side.")
 PoolOpt = typer.Option("none", "--pool", help=(
     "N-D layers (N x C x H x W, N x T x D): none = flatten to N x (rest); "
-    "mean = average every axis but N and --channel-axis."
+    "mean = average every axis but N and --channel-axis (a layer whose `axes` attribute says e.g. N,T,D keeps D); "
+    "N x T x D tokens, padding dropped by the file's attention_mask: tokens = one row per real token "
+    "(compare's --permutations/--bootstrap move whole inputs), last / first = the last / first real token of each input."
 ))
 ChannelAxisOpt = typer.Option(1, "--channel-axis", help="Axis kept by --pool mean (default 1: channels of N x C x H x W).")
 MaxGramOpt = typer.Option(20000, "--max-gram", help="Refuse metrics that build N x N matrices (rbf cka, rsa, knn) above this many inputs.")

@@ -61,6 +61,12 @@ def compare(
         "e.g. `procrustes:stat=distance=0.3`; repeatable."
     )),
     permutations: int = typer.Option(0, "--permutations", help="Permutation null: shuffle B's rows B times; adds p_value, null_mean, null_std, z."),
+    chance: bool = typer.Option(
+        False, "--chance",
+        help="cka/hsic (biased): the exact mean, std and skewness over all row permutations, without permuting; adds "
+        "null_mean_exact (E0), null_std_exact, null_skew_exact, z_exact, p_moments (Pearson III) and adjusted = "
+        "(CKA - E0)/(1 - E0). Other metrics: a warning and empty fields.",
+    ),
     bootstrap: int = typer.Option(0, "--bootstrap", help=(
         "Bootstrap B resamples of the inputs (same rows on both sides); adds ci_low, ci_high (percentile). "
         "Debiased estimators (debiased=true) keep only the distinct rows of each resample, since duplicated rows would read as dependence."
@@ -95,7 +101,7 @@ def compare(
     results = api.compare(
         a, b, list(metric), permutations=permutations, bootstrap=bootstrap, ci=ci, seed=seed,
         max_samples=max_samples, samples=samples, pool=pool, channel_axis=channel_axis, stream=stream,
-        progress=sys.stderr.isatty(), details=details, jobs=jobs, max_gram=max_gram,
+        progress=sys.stderr.isatty(), details=details, jobs=jobs, max_gram=max_gram, chance=chance,
     )
     records = results.to_dicts()
     emit(results.to_dict(), records, fmt, output, protected, lambda: compare_table(records, seed))

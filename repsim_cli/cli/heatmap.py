@@ -72,6 +72,11 @@ def heatmap(
     fail_sanity_below: float | None = typer.Option(None, "--fail-sanity-below", help=(
         "Exit 1 (after writing) if the sanity check's fraction of correct rows is below FRACTION (needs the same number of layers on both sides)."
     )),
+    chance: bool = typer.Option(
+        False, "--chance",
+        help="cka/hsic (biased): the exact chance level E0 of every cell and p_moments from the exact permutation "
+        "moments (JSON: chance.null_mean_exact, ...); cells whose Holm-adjusted p_moments > alpha are marked ~.",
+    ),
     max_memory: float = typer.Option(8.0, "--max-memory", help="Refuse grids whose per-layer states (data, N x N matrices) need more than this many GiB."),
     seed: int = SeedOpt,
     max_samples: int | None = MaxSamplesOpt,
@@ -105,7 +110,7 @@ def heatmap(
     grid = api.heatmap(
         a, b, spec, permutations=permutations, alpha=alpha, seed=seed, max_samples=max_samples, samples=samples,
         pool=pool, channel_axis=channel_axis, max_gram=max_gram, max_memory=max_memory, image=plan["image"] is not None,
-        progress=sys.stderr.isatty(),
+        progress=sys.stderr.isatty(), chance=chance,
     )
     _write_outputs(grid, plan, [split_selector(x)[0] for x in (a, b) if x is not None], protected, annotate, vmin, vmax)
     crossed = gates.sanity_crossed(grid.sanity_check, fail_sanity_below)

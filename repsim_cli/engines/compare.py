@@ -16,10 +16,12 @@ import numpy as np
 
 from repsim_cli.errors import RepsimError
 from repsim_cli.io.layers import (
+    TOKEN_POOLS,
     Layer,
     LayerRef,
     check_same_n,
     choose_rows,
+    has_token_axis,
     load_layer,
     select_layers,
     split_selector,
@@ -179,9 +181,15 @@ def compare_pairs(
     ci: float = 0.95,
     jobs: int = 1,
     progress: Progress | None = None,
+    chance: bool = False,
 ) -> list[dict[str, Any]]:
-    """Records for every (pair, metric), in pair order then metric order."""
+    """Records for every (pair, metric), in pair order then metric order.
+
+    ``chance``: add the exact permutation moments of cka/hsic (``metrics.chance.CHANCE_KEYS``;
+    None, with a warning, for other metrics), from the prepared states the value used.
+    """
     from repsim_cli import stats
+    from repsim_cli.metrics.chance import chance_fields, supports_chance, unsupported_note
 
     refs = [r for pair in pairs for r in pair]
     cache = LayerCache.for_refs(refs, options, min_samples=max(m.min_n for m in metrics))
@@ -192,17 +200,23 @@ def compare_pairs(
             prep_a, prep_b = cache.prepared(a_ref, metric), cache.prepared(b_ref, metric)
             result = pair_named(metric, prep_a, prep_b, a.label, b.label)
             record = base_record(a, b, metric, result, details)
+            if chance:
+                record.update(chance_fields(metric, prep_a, prep_b, result))
+                if not supports_chance(metric):
+                    record["warnings"] = list(dict.fromkeys([*record["warnings"], unsupported_note(metric)]))
+            if permutations or bootstrap:
+                _check_same_groups(a, b)
             if permutations:
-                null = stats.permutation_null(
+                null = stats.permutation_null(  # pool tokens: whole sequences move, among equal lengths (groups)
                     metric, a.data, b.data, permutations, seed=options.seed, prep_a=prep_a, prep_b=prep_b,
-                    observed=result.value, jobs=jobs, progress=progress,
+                    observed=result.value, jobs=jobs, progress=progress, groups=a.groups,
                 )
                 record.update(null.as_record())
                 record["warnings"] = list(dict.fromkeys([*record["warnings"], *null.warnings]))
             if bootstrap:
-                boot = stats.bootstrap_interval(
+                boot = stats.bootstrap_interval(  # pool tokens: whole sequences are resampled (groups)
                     metric, a.data, b.data, bootstrap, ci=ci, seed=options.seed, jobs=jobs, progress=progress,
-                    observed=result.value,
+                    observed=result.value, groups=a.groups,
                 )
                 record.update(boot.as_record())
                 record["warnings"] = list(dict.fromkeys([*record["warnings"], *boot.warnings]))
@@ -212,6 +226,14 @@ def compare_pairs(
         cache.release(a_ref)
         cache.release(b_ref)
     return records
+
+
+def _check_same_groups(a: Layer, b: Layer) -> None:
+    """pool tokens: both sides must come from the same sequences (same attention_mask) to resample them."""
+    if (a.groups is not None or b.groups is not None) and not (
+        a.groups is not None and b.groups is not None and np.array_equal(a.groups, b.groups)
+    ):
+        raise RepsimError(f"{a.label} vs {b.label}: pool tokens needs the same attention_mask on both sides to resample sequences")
 
 
 def physical_memory_bytes() -> int:
@@ -252,7 +274,8 @@ def should_stream(
 
     Only linear CKA streams (see :func:`stream_route`); nulls and row subsets need the data in memory.
     """
-    streamable = all(m.name == "cka" and m.params["kernel"] == "linear" for m in metrics)
+    masked = options.pool in TOKEN_POOLS or (options.pool == "mean" and any(has_token_axis(r) for p in pairs for r in p))
+    streamable = all(m.name == "cka" and m.params["kernel"] == "linear" and not m.params["adjusted"] for m in metrics) and not masked
     subset = options.max_samples is not None or options.samples is not None
     keeps = max(stream_route(a, b, options)[1] for a, b in pairs)
     if stream:
@@ -262,10 +285,15 @@ def should_stream(
                 "reduce F with pool mean (conv maps) or N with max_samples (without stream)"
             )
         if not streamable:
-            other = ", ".join(m.spec for m in metrics if not (m.name == "cka" and m.params["kernel"] == "linear"))
+            other = ", ".join(
+                m.spec for m in metrics if not (m.name == "cka" and m.params["kernel"] == "linear" and not m.params["adjusted"])
+            )
             raise RepsimError(f"stream supports linear cka only (cka, cka:debiased=true), not {other}")
         if nulls or subset:
-            raise RepsimError("stream reads every row once; it cannot be combined with nulls (permutations/bootstrap) or a row subset (max_samples/samples)")
+            raise RepsimError(
+                "stream reads every row once; it cannot be combined with nulls (permutations/bootstrap/chance) "
+                "or a row subset (max_samples/samples)"
+            )
         return True
     if stream is False or not streamable or nulls or subset or keeps > physical_memory_bytes() // 4:
         return False
@@ -337,8 +365,12 @@ def compare_layers(
     jobs: int = 1,
     stream: bool | None = None,
     progress: Progress | None = None,
+    chance: bool = False,
 ) -> list[dict[str, Any]]:
-    """Records for every (pair, metric): streamed when asked or when the layers would not fit, else in memory."""
+    """Records for every (pair, metric): streamed when asked or when the layers would not fit, else in memory.
+
+    ``chance``: exact permutation moments of cka/hsic in each record (needs the data in memory).
+    """
     if permutations < 0 or bootstrap < 0:
         raise RepsimError(f"permutations and bootstrap must be >= 0, got {permutations} and {bootstrap}")
     if not 0 < ci < 1:
@@ -347,11 +379,19 @@ def compare_layers(
         raise RepsimError(f"jobs must be >= 1, got {jobs}")
     if not metrics:
         raise RepsimError("no metric given")
-    if should_stream(pairs, metrics, options, bool(permutations or bootstrap), stream):
+    if chance:
+        from repsim_cli.metrics.chance import supports_chance
+
+        if not any(supports_chance(m) for m in metrics):
+            raise RepsimError(
+                "chance is available for cka and hsic (biased estimators) only, not "
+                + ", ".join(m.spec for m in metrics) + "; use permutations or a cka/hsic metric"
+            )
+    if should_stream(pairs, metrics, options, bool(permutations or bootstrap or chance), stream):
         return compare_streamed(pairs, metrics, options, progress=progress)
     return compare_pairs(
         pairs, metrics, options, details=details, permutations=permutations, bootstrap=bootstrap,
-        ci=ci, jobs=jobs, progress=progress,
+        ci=ci, jobs=jobs, progress=progress, chance=chance,
     )
 
 

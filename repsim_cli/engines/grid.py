@@ -131,6 +131,12 @@ class GridResult:
     significant: np.ndarray | None = None  # R x C bool (False where not tested)
     tested: np.ndarray | None = None  # R x C bool: cells in the Holm family (and their mirrors)
     warnings: list[str] = field(default_factory=list)
+    #: exact permutation moments (``chance=True``): metrics.chance.ChanceGrid, Holm-adjusted
+    #: p_moments over the tested cells, whether each tested cell is above chance, and that family
+    chance: Any = None
+    chance_holm: np.ndarray | None = None
+    above_chance: np.ndarray | None = None  # R x C bool (True where not tested)
+    tested_chance: np.ndarray | None = None  # R x C bool: the Holm family of p_moments (and mirrors)
 
     def document(self) -> dict[str, Any]:
         """The JSON body (without the envelope): results, rows, cols, matrix, sanity check, p-values."""
@@ -150,10 +156,25 @@ class GridResult:
             body["p_values"] = _nan_to_none(self.p_values)
             body["p_holm"] = _nan_to_none(self.p_holm)
             body["significant"] = np.where(self.tested, self.significant, None).tolist()  # type: ignore[arg-type,attr-defined]
+        if self.chance is not None:
+            body["chance"] = self._chance_document()
         if self.warnings:
             body["warnings"] = list(self.warnings)
         body["results"] = self.records
         return body
+
+
+    def _chance_document(self) -> dict[str, Any]:
+        ch = self.chance
+        return {
+            "null_mean_exact": _nan_to_none(ch.mean),
+            "null_std_exact": _nan_to_none(ch.std),
+            "z_exact": _nan_to_none(ch.z),
+            "p_moments": _nan_to_none(ch.p_value),
+            "p_moments_holm": _nan_to_none(self.chance_holm),
+            "above_chance": np.where(self.tested_chance, self.above_chance, None).tolist(),  # type: ignore[arg-type,attr-defined]
+            "adjusted": _nan_to_none(ch.adjusted),
+        }
 
 
 def _nan_to_none(m: np.ndarray | None) -> list[list[float | None]] | None:
@@ -199,6 +220,7 @@ def compute_grid(
     alpha: float = 0.05,
     max_memory_gib: float = DEFAULT_MAX_MEMORY_GIB,
     progress: Progress | None = None,
+    chance: bool = False,
 ) -> GridResult:
     """The grid of ``metric`` between layers ``row_refs`` and ``col_refs`` (None: rows vs themselves).
 
@@ -226,7 +248,7 @@ def compute_grid(
     return grid_from_layers(
         row_layers, col_layers, metric,
         prepare=lambda layer: cache.prepared(layer.ref, metric),
-        permutations=permutations, seed=options.seed, alpha=alpha, progress=progress,
+        permutations=permutations, seed=options.seed, alpha=alpha, progress=progress, chance=chance,
     )
 
 
@@ -255,6 +277,7 @@ def grid_from_layers(
     seed: int = 0,
     alpha: float = 0.05,
     progress: Progress | None = None,
+    chance: bool = False,
 ) -> GridResult:
     """The grid on loaded layers (float64 N x F, same N). ``col_layers=None``: rows vs themselves.
 
@@ -268,7 +291,10 @@ def grid_from_layers(
     using the metric's permute fast path or, without one, re-preparing each permuted column
     layer once per permutation for all its cells. p = (1 + #{null >= observed}) / (B + 1)
     (<= for distances); Holm over the computed cells (self-comparison: off-diagonal cells).
+    ``chance``: exact permutation moments of cka/hsic per cell (:func:`_grid_chance`).
     """
+    if chance:
+        _check_chance(metric)
     if not row_layers:
         raise RepsimError("heatmap: no row layers")
     self_cmp = col_layers is None
@@ -307,9 +333,62 @@ def grid_from_layers(
     )
     if not self_cmp and r == c and r > 1:
         out.sanity = sanity_check(matrix, metric.higher_is_similar)
+    if chance:
+        _grid_chance(out, [prep(layer) for layer in rows], [prep(layer) for layer in cols], results, alpha)
     if permutations:
         _grid_nulls(out, rows, cols, prep, metric, permutations, seed, alpha, progress)
     return out
+
+
+def _check_chance(metric: BoundMetric) -> None:
+    from repsim_cli.metrics.chance import supports_chance
+
+    if not supports_chance(metric):
+        raise RepsimError(
+            f"chance is available for cka and hsic (biased estimators) only, not {metric.spec}; "
+            "use permutations or a cka/hsic metric"
+        )
+
+
+def _tested_cells(out: GridResult) -> np.ndarray:
+    """The Holm family: computed cells, without the diagonal of a self-comparison."""
+    tested = out.computed.copy()
+    if out.self_comparison:
+        np.fill_diagonal(tested, False)
+    return tested
+
+
+def _grid_chance(
+    out: GridResult, row_states: list[Any], col_states: list[Any], results: dict[tuple[int, int], MetricResult], alpha: float
+) -> None:
+    """Exact chance levels of every cell (metrics.chance.chance_grid), Holm over the tested cells.
+
+    A tested cell is above chance when its Holm-adjusted ``p_moments`` is <= alpha. The raw
+    CKA (not the adjusted value of ``cka:adjusted=true``) is the observed value.
+    """
+    from repsim_cli.metrics.chance import CHANCE_KEYS, chance_grid
+
+    r, c = out.matrix.shape
+    raw = np.array([[results[(i, j)].details.get("raw", results[(i, j)].value) for j in range(c)] for i in range(r)])
+    grid = chance_grid(out.metric, row_states, col_states, raw.reshape(r, c))
+    tested = _tested_cells(out)
+    holm = np.full((r, c), np.nan)
+    if tested.any():
+        holm[tested] = stats.holm(grid.p_value[tested])
+    above = np.ones((r, c), dtype=bool)
+    above[tested] = holm[tested] <= alpha
+    if out.self_comparison and out.metric.symmetric:  # mirror the tested triangle
+        lower = tested.T & ~tested
+        holm[lower], above[lower] = holm.T[lower], above.T[lower]
+        tested = tested | lower
+    out.chance, out.chance_holm, out.above_chance, out.tested_chance = grid, holm, above, tested
+    fields = dict(zip(CHANCE_KEYS, ("mean", "std", "skew", "z", "p_value", "adjusted")))
+    for idx, record in enumerate(out.records):
+        i, j = divmod(idx, c)
+        for key, attr in fields.items():
+            v = float(getattr(grid, attr)[i, j])
+            record[key] = v if np.isfinite(v) else None
+        record["above_chance"] = bool(above[i, j]) if tested[i, j] else None
 
 
 def _cells_to_compute(r: int, c: int, self_cmp: bool, symmetric: bool, ident: float | None) -> np.ndarray:

@@ -92,8 +92,8 @@ def _paired_blocks(a: LayerRef, b: LayerRef, pool: str, channel_axis: int, block
     bytes_b = rows * int(np.prod(b.shape[1:])) * b.dtype.itemsize
     start = 0
     for blk_a, blk_b in zip(iter_row_blocks(a, max(bytes_a, 1)), iter_row_blocks(b, max(bytes_b, 1))):
-        xa = to_matrix(blk_a, pool, channel_axis, a.label)
-        xb = to_matrix(blk_b, pool, channel_axis, b.label)
+        xa = to_matrix(blk_a, pool, a.feature_axis(channel_axis), a.label)
+        xb = to_matrix(blk_b, pool, b.feature_axis(channel_axis), b.label)
         for x, ref in ((xa, a), (xb, b)):
             if not np.isfinite(x).all():
                 raise RepsimError(f"{ref.label} (shape {ref.shape}): {nonfinite_where(x, row0=start)}")
@@ -189,7 +189,7 @@ def iter_feature_blocks(
 
     shape = ref.shape
     ndim = len(shape)
-    axis = _channel_axis(ndim, channel_axis, ref.label, shape) if (pool == "mean" and ndim > 2) else 1
+    axis = _channel_axis(ndim, ref.feature_axis(channel_axis), ref.label, shape) if (pool == "mean" and ndim > 2) else 1
     per_index = max(1, int(np.prod(shape)) // max(1, shape[axis])) * 8
     step = max(1, block_bytes // per_index)
     for slab in iter_axis_blocks(ref.file, ref.kind, ref.name, shape, axis, step):

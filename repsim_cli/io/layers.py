@@ -34,7 +34,11 @@ from repsim_cli.io.arrays import (
 from repsim_cli.io.arrays import iter_row_blocks as _iter_array_rows
 from repsim_cli.io.budget import check_allocation
 
-POOL_CHOICES = ("none", "mean")
+POOL_CHOICES = ("none", "mean", "tokens", "last", "first")
+#: pools that read an N x T x D layer's token axis and the file's ``attention_mask``
+TOKEN_POOLS = ("tokens", "last", "first")
+#: letters of an ``axes`` attribute (e.g. "N,T,D", "N,C,H,W") naming the feature axis kept by pooling
+FEATURE_AXES = ("D", "C", "F")
 #: the most ``describe_file`` (inspect) reads at once: an array that must be read whole (a
 #: compressed .npz member) above this is refused with advice instead of being inflated
 INSPECT_READ_BYTES = 512 * 2**20
@@ -67,6 +71,8 @@ class LayerRef:
     kind: str  # a registered format of repsim_cli.io.arrays: "hdf5", "npy", "npz", "memory", ...
     #: how results name the layer when it is not FILE:NAME (in-memory arrays: "A", "B:layer1")
     display: str | None = None
+    #: the dataset's ``axes`` attribute when it has one (``repsim capture --tokens all`` writes "N,T,D")
+    axes: str | None = None
 
     @property
     def label(self) -> str:
@@ -78,7 +84,20 @@ class LayerRef:
 
     def features(self, pool: str = "none", channel_axis: int = 1) -> int:
         """Number of columns after flattening (``pool='none'``) or mean pooling."""
-        return int(np.prod(pooled_shape(self.shape, pool, channel_axis, self.label)[1:]))
+        return int(np.prod(pooled_shape(self.shape, pool, self.feature_axis(channel_axis), self.label)[1:]))
+
+    def feature_axis(self, channel_axis: int = 1) -> int:
+        """The axis pooling keeps: the ``D``/``C``/``F`` of the file's ``axes`` attribute, else ``channel_axis``."""
+        return axis_from_attr(self.axes, len(self.shape)) if self.axes else channel_axis
+
+
+def axis_from_attr(axes: str, ndim: int) -> int:
+    """Index of the feature axis named by an ``axes`` attribute such as ``"N,T,D"``."""
+    names = [a.strip().upper() for a in axes.split(",")]
+    hits = [i for i, a in enumerate(names) if a in FEATURE_AXES]
+    if len(names) != ndim or not hits or names[0] != "N":
+        raise RepsimError(f"axes attribute {axes!r} does not describe an array with {ndim} axes (first N, one of D/C/F)")
+    return hits[-1]
 
 
 @dataclass
@@ -99,6 +118,8 @@ class Layer:
     ref: LayerRef
     data: np.ndarray
     warnings: list[str] = field(default_factory=list)
+    #: pool tokens: the input (sequence) each row came from, so resampling moves whole sequences
+    groups: np.ndarray | None = None
 
     @property
     def label(self) -> str:
@@ -153,8 +174,24 @@ def open_activation_file(path: str) -> ActivationFile:
     for n in names:
         if infos[n].problem:
             raise RepsimError(f"{path}: dataset {n!r} {infos[n].problem}")
-    layers = [LayerRef(path, n, infos[n].shape, infos[n].dtype, kind) for n in names]
+    axes = _axes_attrs(path, kind, [n for n in names if len(infos[n].shape) >= 3])
+    layers = [LayerRef(path, n, infos[n].shape, infos[n].dtype, kind, axes=axes.get(n)) for n in names]
     return ActivationFile(path, kind, layers, datasets, attrs)
+
+
+def _axes_attrs(path: str, kind: str, names: list[str]) -> dict[str, str]:
+    """The ``axes`` attribute of each named HDF5 dataset that has one (other formats have none)."""
+    if kind != "hdf5" or not names:
+        return {}
+    import h5py
+
+    out = {}
+    with h5py.File(path, "r") as f:
+        for n in names:
+            val = f[n].attrs.get("axes")
+            if val is not None:
+                out[n] = val.decode() if isinstance(val, bytes) else str(val)
+    return out
 
 
 def _dataset_info(a: Any) -> DatasetInfo:
@@ -243,8 +280,15 @@ def pooled_shape(shape: tuple[int, ...], pool: str, channel_axis: int, label: st
         return tuple(shape)
     if pool == "none":
         return (shape[0], int(np.prod(shape[1:])))
+    if pool in TOKEN_POOLS:
+        _check_token_shape(shape, pool, label)
     axis = _channel_axis(len(shape), channel_axis, label, shape)
     return (shape[0], shape[axis])
+
+
+def _check_token_shape(shape: tuple[int, ...], pool: str, label: str) -> None:
+    if len(shape) != 3:
+        raise RepsimError(f"{label}: pool {pool} needs an N x T x D layer (tokens), got shape {shape}")
 
 
 def _channel_axis(ndim: int, channel_axis: int, label: str, shape: tuple[int, ...]) -> int:
@@ -258,6 +302,8 @@ def _channel_axis(ndim: int, channel_axis: int, label: str, shape: tuple[int, ..
 
 def to_matrix(arr: np.ndarray, pool: str, channel_axis: int, label: str) -> np.ndarray:
     """N-D activations -> float64 N x F (C-order flatten, or mean over all axes but N and channel)."""
+    if arr.ndim > 2 and pool in TOKEN_POOLS:
+        raise RepsimError(f"{label}: pool {pool} reads the attention mask and is not available when streaming; drop stream")
     if arr.ndim > 2 and pool == "mean":
         axis = _channel_axis(arr.ndim, channel_axis, label, arr.shape)
         others = tuple(a for a in range(1, arr.ndim) if a != axis)
@@ -350,14 +396,69 @@ def load_layer(
         raise RepsimError(f"{where}: N={n_used} inputs, need at least {min_samples}")
     check_allocation(where, load_bytes(ref, rows, pool, channel_axis), _load_advice(ref))
     raw = read_array(ref.file, ref.kind, ref.name, rows)
-    data = to_matrix(raw, pool, channel_axis, ref.label)
+    warnings = []
+    groups = None
+    if (pool in TOKEN_POOLS and raw.ndim > 2) or (pool == "mean" and has_token_axis(ref)):
+        mask = token_mask(ref, rows)
+        data, note = pool_token_layer(raw, mask, pool, ref.label)
+        warnings.append(note)
+        if pool == "tokens":
+            counts = np.full(raw.shape[0], raw.shape[1]) if mask is None else mask.sum(axis=1)
+            groups = np.repeat(np.arange(raw.shape[0]), counts)
+    else:
+        data = to_matrix(raw, pool, ref.feature_axis(channel_axis), ref.label)
     del raw
     _check_finite(data, where)
-    warnings = []
     dead = count_constant_columns(data)
     if dead:
         warnings.append(f"{ref.label}: {dead} of {data.shape[1]} columns are constant (dead units)")
-    return Layer(ref, data, warnings)
+    return Layer(ref, data, warnings, groups)
+
+
+def has_token_axis(ref: LayerRef) -> bool:
+    """The layer's ``axes`` attribute is N,T,D: pool mean averages real tokens only (masked)."""
+    if not ref.axes or len(ref.shape) != 3:
+        return False
+    names = [a.strip().upper() for a in ref.axes.split(",")]
+    return len(names) == 3 and names[1] == "T"
+
+
+def token_mask(ref: LayerRef, rows: np.ndarray | None = None) -> np.ndarray | None:
+    """The file's ``attention_mask`` (N x T, 1 = real token) for ``ref``'s rows, or None."""
+    if ref.kind == "memory":
+        return None
+    arrays, _ = list_arrays(ref.file)
+    info = next((a for a in arrays if a.name == "attention_mask"), None)
+    if info is None:
+        return None
+    if tuple(info.shape) != tuple(ref.shape[:2]):
+        raise RepsimError(f"{ref.file}: attention_mask has shape {info.shape} but {ref.name} is {ref.shape} (N x T x D)")
+    return np.asarray(read_array(ref.file, ref.kind, "attention_mask", rows)) != 0
+
+
+def pool_token_layer(arr: np.ndarray, mask: np.ndarray | None, pool: str, label: str) -> tuple[np.ndarray, str]:
+    """N x T x D -> float64 rows by the real tokens of ``mask`` (all tokens when None).
+
+    ``tokens``: every real token is a row (sequence order, then token order); ``last`` /
+    ``first``: the last / first real token of each sequence; ``mean``: the mean of its real tokens. Returns the matrix and a note
+    saying how many rows and sequences were used.
+    """
+    _check_token_shape(arr.shape, pool, label)
+    n, t, _ = arr.shape
+    m = np.ones((n, t), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    empty = np.flatnonzero(~m.any(axis=1))
+    if empty.size:
+        raise RepsimError(f"{label}: {empty.size} sequences have no real token in attention_mask (first: {_preview(empty)})")
+    src = "attention_mask" if mask is not None else "no attention_mask: every token counts"
+    if pool == "mean":  # sum over real tokens / their number
+        w = m.astype(np.float64)
+        out = np.einsum("nt,ntd->nd", w, np.asarray(arr, dtype=np.float64)) / w.sum(axis=1, keepdims=True)
+        return out, f"{label}: pool mean averaged the real tokens of each of {n} sequences over the token axis ({src})"
+    if pool == "tokens":
+        out = np.asarray(arr[m], dtype=np.float64)
+        return out, f"{label}: pool tokens used {out.shape[0]} token rows from {n} sequences ({src})"
+    idx = np.argmax(m, axis=1) if pool == "first" else (t - 1) - np.argmax(m[:, ::-1], axis=1)
+    return np.asarray(arr[np.arange(n), idx], dtype=np.float64), f"{label}: pool {pool} used the {pool} real token of each of {n} sequences ({src})"
 
 
 def _load_advice(ref: LayerRef) -> str | None:
@@ -378,7 +479,7 @@ def load_bytes(ref: LayerRef, rows: np.ndarray | None, pool: str = "none", chann
     fmt = FORMATS.get(ref.kind)
     read_rows = ref.n_samples if fmt is not None and not fmt.sliceable else n_used
     raw = 0 if ref.kind == "memory" else read_rows * per_row * ref.dtype.itemsize
-    f_out = int(np.prod(pooled_shape(ref.shape, pool, channel_axis, ref.label)[1:]))
+    f_out = per_row if pool in TOKEN_POOLS else ref.features(pool, channel_axis)  # tokens: up to N*T rows of D
     same = ref.kind == "memory" and ref.dtype == np.float64 and rows is None and (pool == "none" or len(ref.shape) <= 2)
     return raw + (0 if same else n_used * f_out * 8)
 
@@ -417,6 +518,9 @@ def iter_row_blocks(ref: LayerRef, block_bytes: int = 64 * 2**20) -> Iterator[np
 
 def count_constant_columns_streaming(ref: LayerRef, pool: str = "none", channel_axis: int = 1) -> int:
     """Constant columns of a layer, reading it in row blocks (memory bounded by one block)."""
+    if pool in TOKEN_POOLS or (pool == "mean" and has_token_axis(ref)):  # needs the attention mask: whole layer
+        return count_constant_columns(load_layer(ref, pool=pool, channel_axis=channel_axis, min_samples=1).data)
+    channel_axis = ref.feature_axis(channel_axis)
     first: np.ndarray | None = None
     constant: np.ndarray | None = None
     for block in iter_row_blocks(ref):
@@ -461,10 +565,10 @@ def _describe_file(arg: str, constant: bool, pool: str, channel_axis: int) -> di
             continue
         entry: dict[str, Any] = {"name": info.name, "shape": list(info.shape), "dtype": str(info.dtype), "is_layer": info.is_layer}
         if info.is_layer or (chosen is not None):
-            shape = pooled_shape(info.shape, pool, channel_axis, f"{path}:{info.name}")
+            ref = next((r for r in af.layers if r.name == info.name), None) or LayerRef(path, info.name, info.shape, info.dtype, af.kind)
+            shape = pooled_shape(info.shape, pool, ref.feature_axis(channel_axis), f"{path}:{info.name}")
             entry.update(is_layer=True, n_samples=info.n_samples, features=int(shape[1]), matrix_shape=list(shape))
             if constant:
-                ref = next((r for r in af.layers if r.name == info.name), None) or LayerRef(path, info.name, info.shape, info.dtype, af.kind)
                 entry["constant_columns"] = count_constant_columns_streaming(ref, pool, channel_axis)
         else:
             entry["reason"] = info.reason

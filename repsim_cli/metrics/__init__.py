@@ -22,11 +22,12 @@ from repsim_cli.metrics.correlation import correlation_matrix, matched_correlati
 from repsim_cli.metrics.cka import hsic, linear_cka, rbf_cka  # noqa: E402
 from repsim_cli.metrics.cca import cca, linear_regression_r2, pwcca, svcca  # noqa: E402
 from repsim_cli.metrics.shape import procrustes  # noqa: E402
-from repsim_cli.metrics.rsa import mutual_knn, rsa  # noqa: E402
+from repsim_cli.metrics.rsa import kendall_tau_a, mutual_knn, rsa  # noqa: E402  (registers rsa, then knn and cknna)
 
 # isort: split
 # the catalog additions of issue 13 register after the metrics above (the registry's order is the docs' order)
 from repsim_cli.metrics.alignment import aligned_cosine, shape_distance, soft_match_distance  # noqa: E402
+from repsim_cli.metrics.neighbours import cknna, knn_similarity  # noqa: E402
 from repsim_cli.metrics.predictivity import ridge_r2  # noqa: E402
 from repsim_cli.metrics.rsm import distance_correlation, eigenspace_overlap, gulp_distance, rsm_norm_difference  # noqa: E402
 from repsim_cli.metrics.statistics import concentricity_difference, magnitude_difference, uniformity_difference  # noqa: E402
@@ -43,6 +44,7 @@ __all__ = [
     "register",
     "aligned_cosine",
     "cca",
+    "cknna",
     "concentricity_difference",
     "distance_correlation",
     "eigenspace_overlap",
@@ -52,6 +54,8 @@ __all__ = [
     "uniformity_difference",
     "correlation_matrix",
     "hsic",
+    "kendall_tau_a",
+    "knn_similarity",
     "linear_cka",
     "linear_regression_r2",
     "matched_correlation",

@@ -241,7 +241,16 @@ def _check_n(n: int, debiased: bool) -> None:
         raise RepsimError(f"debiased CKA/HSIC needs N >= 4 inputs, got N={n}")
 
 
+def _check_adjusted(params: Mapping[str, Any]) -> None:
+    if params.get("adjusted") and params["debiased"]:
+        raise RepsimError(
+            "cka: adjusted=true and debiased=true cannot be combined: the exact chance level covers the biased "
+            "estimator only (debiased CKA's null mean is already ~ 0)"
+        )
+
+
 def _kernel_prepare(x: np.ndarray, params: Mapping[str, Any]) -> Any:
+    _check_adjusted(params)
     _check_n(x.shape[0], params["debiased"])
     if params["kernel"] == "linear":
         return prepare_linear(x)
@@ -268,11 +277,39 @@ def hsic_scale(n: int, debiased: bool) -> float:
     return 1.0 / (n * (n - 3.0)) if debiased else 1.0 / (n - 1.0) ** 2
 
 
+def centred_trace(state: Any) -> float:
+    """tr K~ of a biased prepared side: ||Xc||_F^2 (linear) or the trace of H K H (RBF)."""
+    return state.trace if isinstance(state, LinearState) else float(np.trace(state.k))
+
+
+def cka_chance_mean(a: Any, b: Any) -> float:
+    """E0 = tr(K~) tr(L~) / ((n-1) ||K~||_F ||L~||_F): the mean of biased CKA over all n! row
+    permutations of one side (Kazi-Aoual et al. 1995; Josse, Pages & Husson 2008)."""
+    n = a.n
+    return centred_trace(a) * centred_trace(b) / ((n - 1.0) * np.sqrt(a.self_dot) * np.sqrt(b.self_dot))
+
+
+def adjusted_cka(value: float, e0: float) -> float:
+    """(CKA - E0) / (1 - E0): 0 at chance, 1 at identity, like the adjusted Rand index."""
+    if not 1.0 - e0 > 1e-12:
+        raise RepsimError(
+            "adjusted CKA is undefined: every row permutation gives CKA = 1 (both centred kernels are "
+            "isotropic, e.g. N <= 2, or F >= N-1 with whitened data)"
+        )
+    return (value - e0) / (1.0 - e0)
+
+
 def _cka_pair(a: Any, b: Any, params: Mapping[str, Any]) -> MetricResult:
     debiased = params["debiased"]
+    _check_adjusted(params)
     cross, self_a, self_b = hsic_terms(a, b, debiased)
     details = {"bandwidth_a": a.bandwidth, "bandwidth_b": b.bandwidth} if isinstance(a, GramState) else {}
-    return MetricResult(float(_ratio(cross, self_a, self_b, debiased)), details)
+    value = float(_ratio(cross, self_a, self_b, debiased))
+    if params.get("adjusted"):
+        e0 = float(cka_chance_mean(a, b))
+        details.update(raw=value, chance_mean=e0)
+        value = adjusted_cka(value, e0)
+    return MetricResult(value, details)
 
 
 def _hsic_pair(a: Any, b: Any, params: Mapping[str, Any]) -> MetricResult:
@@ -319,16 +356,25 @@ KERNEL_PARAMS = (
     Param("debiased", bool, False, "unbiased HSIC estimator (Song et al. 2012); needs N >= 4; may be negative", (True, False)),
 )
 
+ADJUSTED = Param(
+    "adjusted",
+    bool,
+    False,
+    "chance-adjusted (CKA - E0)/(1 - E0), E0 the exact mean over row permutations; 0 at chance; not with debiased",
+    (True, False),
+)
+
 CKA = register(
     Metric(
         name="cka",
-        summary="centered kernel alignment (linear or RBF, optionally debiased)",
-        params=KERNEL_PARAMS,
+        summary="centered kernel alignment (linear or RBF, optionally debiased or chance-adjusted)",
+        params=KERNEL_PARAMS + (ADJUSTED,),
         higher_is_similar=True,
         symmetric=True,
         invariances=frozenset({"orthogonal", "isotropic_scaling", "permutation", "translation"}),
-        min_n=lambda p: 4 if p["debiased"] else 2,
-        formula="HSIC(K,L) / sqrt(HSIC(K,K) HSIC(L,L)); linear: ||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F)",
+        min_n=lambda p: 4 if p["debiased"] else (3 if p["adjusted"] else 2),
+        formula="HSIC(K,L) / sqrt(HSIC(K,K) HSIC(L,L)); linear: ||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F); "
+        "adjusted: (CKA - E0)/(1 - E0), E0 = tr K~ tr L~ / ((n-1) ||K~||_F ||L~||_F)",
         reference="Kornblith et al., Similarity of Neural Network Representations Revisited, ICML 2019",
         prepare=_kernel_prepare,
         pair=_cka_pair,
@@ -339,9 +385,14 @@ CKA = register(
             "Linear CKA never builds an N x N matrix when N > F (F x F products instead). "
             "kernel=rbf builds N x N Gram matrices (8*N^2 bytes each; refused above --max-gram). "
             "Debiased CKA (range [-1, 1]) can be slightly negative for unrelated representations; it is "
-            "reported as is, never clamped."
+            "reported as is, never clamped. adjusted=true reports (CKA - E0)/(1 - E0) with E0 the exact mean of "
+            "CKA over all row permutations of one side (its chance level, which can be high for few effective "
+            "dimensions): 0 at chance, 1 at identity, negative below chance; same invariances as CKA. Not with "
+            "debiased=true, whose null mean is already ~ 0."
         ),
         value_range=(0.0, 1.0),
+        value_range_for=lambda p: (-float("inf"), 1.0) if p["adjusted"] else (0.0, 1.0),
+        check_params=_check_adjusted,
     )
 )
 

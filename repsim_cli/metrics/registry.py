@@ -147,6 +147,9 @@ class Metric:
     distinct_rows: bool | Callable[[Mapping[str, Any]], bool] = False
     higher_is_similar_for: Callable[[Mapping[str, Any]], bool] | None = None
     value_range_for: Callable[[Mapping[str, Any]], tuple[float, float]] | None = None
+    #: raises RepsimError for parameter values that are valid one by one but not together
+    #: (cka:adjusted=true,debiased=true); called by bind and parse_metric
+    check_params: Callable[[Mapping[str, Any]], None] | None = None
     #: parameter values (beyond the ``choices`` of str/bool parameters, found automatically) whose
     #: direction, symmetry, invariances or minimum N the docs should state, e.g. ({"alpha": 0.0},)
     doc_variants: tuple[Mapping[str, Any], ...] = ()
@@ -168,6 +171,8 @@ class Metric:
         values = {p.name: p.default for p in self.params}
         for key, value in params.items():
             values[key] = self.param(key).check(value, self.name)
+        if self.check_params is not None:
+            self.check_params(values)
         return BoundMetric(self, values)
 
 
@@ -295,4 +300,6 @@ def parse_metric(text: str) -> BoundMetric:
                 valid = ", ".join(p.describe() for p in metric.params) or "(none)"
                 raise RepsimError(f"metric {metric.name}: unknown parameter {key!r}; valid: {valid}") from exc
             values[key] = param.parse(value, metric.name)
+    if metric.check_params is not None:
+        metric.check_params(values)
     return BoundMetric(metric, values)

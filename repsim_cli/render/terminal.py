@@ -32,9 +32,10 @@ def compare_table(records: Sequence[dict[str, Any]], seed: int) -> Any:
     table = Table(caption=f"seed {seed}", caption_justify="left")
     for col in ("A", "B", "metric", "value", "N", "F_A", "F_B"):
         table.add_column(col, justify="right" if col in ("value", "N", "F_A", "F_B") else "left")
-    extras = [k for k in ("p_value", "z", "ci_low", "ci_high") if any(k in r for r in records)]
+    keys = ("null_mean_exact", "adjusted", "p_value", "p_moments", "z", "z_exact", "ci_low", "ci_high")
+    extras = [k for k in keys if any(k in r for r in records)]
     for k in extras:
-        table.add_column(k, justify="right")
+        table.add_column({"null_mean_exact": "E0"}.get(k, k), justify="right")
     for r in records:
         a, b = (split_selector(r["a"])[1], split_selector(r["b"])[1]) if short else (r["a"], r["b"])
         row = [a, b, r["metric"] + _nondefault(r), fmt_value(r["value"]), str(r["n_samples"]), str(r["features_a"]), str(r["features_b"])]
@@ -96,7 +97,8 @@ def _fmt(v: float, decimals: int) -> str:
 def _grid_layout(result: Any, m: Any) -> tuple[int, int, int, int]:
     """(decimals, value width, label width, cell width) that fit the grid in GRID_WIDTH columns."""
     c = m.shape[1]
-    markers = (1 if result.sanity is not None else 0) + (1 if result.permutations else 0)
+    chance = getattr(result, "above_chance", None) is not None
+    markers = (1 if result.sanity is not None else 0) + (1 if result.permutations else 0) + (1 if chance else 0)
     label_w = min(max(len(n) for n in result.row_names), 14)
     decimals = -2
     for d in (4, 3, 2, -2):
@@ -119,6 +121,8 @@ def _cell_marks(result: Any, i: int, j: int) -> str:
         mark += "*" if result.sanity.best[i] == j else " "
     if result.permutations:
         mark += "·" if result.tested[i, j] and not result.significant[i, j] else " "
+    if getattr(result, "above_chance", None) is not None:
+        mark += "~" if not result.above_chance[i, j] else " "
     return mark
 
 
@@ -147,7 +151,24 @@ def _grid_footer(result: Any, lo: float, hi: float) -> list[Any]:
         n_sig = int(result.significant[result.tested].sum()) if result.tested.any() else 0
         footer.append(Text(f"· = not significant: Holm-adjusted permutation p > {result.alpha:g}"))
         footer.append(Text(f"{n_sig}/{int(result.tested.sum())} tested cells significant ({result.permutations} permutations, seed {result.seed})"))
+    if getattr(result, "above_chance", None) is not None:
+        footer.append(_chance_footer(result))
     return footer
+
+
+def _chance_footer(result: Any) -> Any:
+    """The ``~`` legend, how many tested cells are above chance, and the range of E0."""
+    import numpy as np
+    from rich.text import Text
+
+    tested = result.tested_chance
+    n_above = int(result.above_chance[tested].sum()) if tested.any() else 0
+    e0 = result.chance.mean[tested] if tested.any() else result.chance.mean.ravel()
+    return Text(
+        f"~ = not above chance: Holm-adjusted p_moments > {result.alpha:g} (exact permutation moments); "
+        f"{n_above}/{int(tested.sum())} tested cells above chance; chance level E0 "
+        f"{_fmt(float(np.nanmin(e0)), 4)} to {_fmt(float(np.nanmax(e0)), 4)}"
+    )
 
 
 def grid_table(result: Any, files: Sequence[str], vmin: float | None = None, vmax: float | None = None) -> Any:

@@ -53,6 +53,34 @@ def _permutation(n: int, seed: int, k: int) -> np.ndarray:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(k,))).permutation(n)
 
 
+def cluster_permutation(groups: np.ndarray, seed: int, k: int) -> np.ndarray:
+    """Row permutation k that moves whole clusters, each only among clusters of its own size.
+
+    ``groups``: a cluster id per row, clusters contiguous (the token rows of one sequence). The
+    clusters of each size L are permuted among themselves by the k-th permutation of the G
+    cluster indices restricted to that size, and row j of cluster c goes to row j of cluster
+    pi(c): all tokens of one sequence move together, token order kept. Clusters of a size that
+    occurs once stay in place (a stratified permutation: valid under exchangeability of
+    same-length sequences).
+    """
+    ids, starts, counts = np.unique(groups, return_index=True, return_counts=True)
+    order = _permutation(ids.size, seed, k)
+    target = np.arange(ids.size)
+    for size in np.unique(counts):
+        members = np.flatnonzero(counts == size)
+        if members.size > 1:
+            ranked = order[np.isin(order, members)]  # members in the order of the k-th permutation
+            target[members] = ranked
+    return np.concatenate([np.arange(starts[t], starts[t] + counts[t]) for t in target])
+
+
+def distinct_cluster_permutations(groups: np.ndarray) -> float:
+    """How many distinct permutations :func:`cluster_permutation` can produce (prod of size-class factorials)."""
+    _, counts = np.unique(groups, return_counts=True)
+    _, per_size = np.unique(counts, return_counts=True)
+    return float(np.prod([math.factorial(int(c)) for c in per_size], dtype=np.float64))
+
+
 def permutation_indices(n: int, count: int, seed: int) -> np.ndarray:
     """``count`` independent row permutations of ``range(n)`` (count x n), reproducible from ``seed``.
 
@@ -81,6 +109,18 @@ def bootstrap_rows(n: int, seed: int, k: int, unique: bool = False) -> np.ndarra
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(BOOT_STREAM, k)))
     rows = rng.integers(0, n, size=n)
     return np.unique(rows) if unique else rows
+
+
+def cluster_rows(groups: np.ndarray, seed: int, k: int, unique: bool = False) -> np.ndarray:
+    """Rows of cluster-bootstrap resample ``k``: G clusters drawn with replacement, all rows of each.
+
+    ``groups`` holds a cluster id per row with each cluster's rows contiguous (token rows of one
+    sequence); clusters are drawn by :func:`bootstrap_rows` over range(G), so the same seed gives
+    the same draw of clusters.
+    """
+    ids, starts, counts = np.unique(groups, return_index=True, return_counts=True)
+    clusters = bootstrap_rows(ids.size, seed, k, unique)
+    return np.concatenate([np.arange(starts[c], starts[c] + counts[c]) for c in clusters])
 
 
 def permutation_pvalue(observed: float, null: np.ndarray, higher_is_similar: bool = True) -> float:
@@ -154,7 +194,7 @@ class _Job:
             self._prep_b = self.metric.prepare(self.y)
         return self._prep_b
 
-    def permutations(self, seed: int, start: int, stop: int) -> np.ndarray:
+    def permutations(self, seed: int, start: int, stop: int, groups: np.ndarray | None = None) -> np.ndarray:
         """Null values for permutations ``start..stop-1``: A fixed, B's rows shuffled.
 
         Fast path: ``metric.permute(prep_b, perm)`` reorders B's prepared state (for linear CKA
@@ -164,7 +204,7 @@ class _Job:
         n = self.x.shape[0]
         out = np.empty(stop - start)
         for i, k in enumerate(range(start, stop)):
-            perm = _permutation(n, seed, k)
+            perm = _permutation(n, seed, k) if groups is None else cluster_permutation(groups, seed, k)
             if self.fast:
                 permuted = self.metric.permute(self.prep_b, perm)
             else:
@@ -172,13 +212,17 @@ class _Job:
             out[i] = self.metric.pair(self.prep_a, permuted).value
         return out
 
-    def bootstrap(self, seed: int, start: int, stop: int, unique: bool) -> tuple[np.ndarray, list[str]]:
-        """Values on resamples ``start..stop-1`` (NaN where the metric is undefined, with the reason)."""
+    def bootstrap(self, seed: int, start: int, stop: int, unique: bool, groups: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
+        """Values on resamples ``start..stop-1`` (NaN where the metric is undefined, with the reason).
+
+        ``groups`` (one cluster id per row, clusters contiguous): whole clusters are resampled
+        (e.g. all tokens of one sequence with ``pool tokens``), see :func:`cluster_rows`.
+        """
         n = self.x.shape[0]
         out = np.empty(stop - start)
         errors: list[str] = []
         for i, k in enumerate(range(start, stop)):
-            rows = bootstrap_rows(n, seed, k, unique)
+            rows = bootstrap_rows(n, seed, k, unique) if groups is None else cluster_rows(groups, seed, k, unique)
             try:
                 out[i] = self.metric.compute(self.x[rows], self.y[rows]).value
             except RepsimError as exc:
@@ -320,6 +364,7 @@ def permutation_null(
     jobs: int = 1,
     progress: Progress | None = None,
     fast: bool = True,
+    groups: np.ndarray | None = None,
 ) -> PermutationResult:
     """Permutation null of ``metric(x, y)``: shuffle the rows of ``y`` relative to ``x``.
 
@@ -331,7 +376,9 @@ def permutation_null(
     state and computes one ``pair`` -- for linear CKA one F_A x F_B cross product (or an N x N
     inner product of Grams when F > N); the self terms are computed once. Metrics without it
     re-prepare B from ``y[perm]`` (A's state is reused), in ``jobs`` worker processes.
-    The numbers do not depend on ``jobs``.
+    The numbers do not depend on ``jobs``. ``groups`` (a cluster id per row, clusters
+    contiguous): whole clusters are permuted among clusters of the same size
+    (:func:`cluster_permutation`), e.g. sequences of equal length under ``pool tokens``.
     """
     seed = _check_seed(seed)
     if n_permutations < 1:
@@ -345,7 +392,9 @@ def permutation_null(
     if observed is None:
         observed = float(metric.pair(job.prep_a, job.prep_b).value)
     chunks = _chunks(n_permutations, jobs)
-    parts = _run(job, "permutations", [(seed, s, e) for s, e in chunks], [e - s for s, e in chunks], jobs, progress)
+    if groups is not None and len(groups) != x.shape[0]:
+        raise RepsimError(f"groups has {len(groups)} entries for {x.shape[0]} rows")
+    parts = _run(job, "permutations", [(seed, s, e, groups) for s, e in chunks], [e - s for s, e in chunks], jobs, progress)
     null = np.concatenate(parts)
     result = PermutationResult(
         float(observed), null, permutation_pvalue(observed, null, metric.higher_is_similar), metric.higher_is_similar, seed
@@ -354,6 +403,11 @@ def permutation_null(
         result.warnings.append(
             f"{metric.spec}: the permutation null has no spread (all {null.size} values equal "
             f"{result.null_mean:.6g}); z-score undefined"
+        )
+    if groups is not None and distinct_cluster_permutations(groups) < 2 * n_permutations:
+        result.warnings.append(
+            f"{metric.spec}: sequences are permuted only among sequences of equal length; these lengths allow "
+            f"{distinct_cluster_permutations(groups):.0f} distinct permutations for {n_permutations} drawn, so the null repeats itself"
         )
     if 1.0 / (n_permutations + 1) > 0.05:
         result.warnings.append(
@@ -422,6 +476,7 @@ def bootstrap_interval(
     progress: Progress | None = None,
     unique_rows: bool | None = None,
     observed: float | None = None,
+    groups: np.ndarray | None = None,
 ) -> BootstrapResult:
     """Percentile bootstrap interval of ``metric(x, y)``.
 
@@ -435,6 +490,8 @@ def bootstrap_interval(
     decides from the metric's ``debiased`` parameter) each resample keeps its distinct rows
     only (~63% of N): the interval is honest about the estimator, somewhat wider than for N
     rows; a warning says so. Resamples where the metric is undefined are skipped, with a warning.
+    ``groups`` (a cluster id per row, clusters contiguous) resamples whole clusters instead of
+    rows (cluster bootstrap): the tokens of one sequence move together under ``pool tokens``.
     """
     seed = _check_seed(seed)
     _check_ci(ci)
@@ -448,7 +505,9 @@ def bootstrap_interval(
     unique = needs_distinct_rows(metric) if unique_rows is None else bool(unique_rows)
     job = _Job(metric, x, y)
     chunks = _chunks(n_boot, jobs)
-    parts = _run(job, "bootstrap", [(seed, s, e, unique) for s, e in chunks], [e - s for s, e in chunks], jobs, progress)
+    if groups is not None and len(groups) != x.shape[0]:
+        raise RepsimError(f"groups has {len(groups)} entries for {x.shape[0]} rows")
+    parts = _run(job, "bootstrap", [(seed, s, e, unique, groups) for s, e in chunks], [e - s for s, e in chunks], jobs, progress)
     values = np.concatenate([p[0] for p in parts])
     errors = [e for p in parts for e in p[1]]
     finite = values[np.isfinite(values)]
