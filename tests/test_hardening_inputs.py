@@ -502,3 +502,14 @@ def test_heatmap_permutation_null_is_within_the_budget(pair_files):
     a, b = pair_files
     with pytest.raises(RepsimError, match="permutation null"):
         api.heatmap(a, b, permutations=10**6, max_memory=0.01)  # 9 cells x 1e6 x 8 bytes = 69 MiB > 10 MiB
+
+
+def test_out_of_memory_advice_fits_the_command(monkeypatch, pair_files):
+    def oom(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(api, "inputsim", oom)
+    monkeypatch.setattr(api, "compare", oom)
+    err = one_line_error(run("inputsim", SAMPLE / "grads.h5"), "out of memory", "--block-size")
+    assert "--pool" not in err and "--max-samples" not in err
+    one_line_error(run("compare", *pair_files), "--max-samples", "--pool mean", "--stream")

@@ -114,6 +114,16 @@ def check_not_nan(options: dict[str, Any]) -> None:
             raise RepsimError(f"{flag_of(name)} must be a number, got nan")
 
 
+def memory_advice(options: dict[str, Any]) -> str:
+    """What the running command offers to use less memory (only options it has)."""
+    offers = [text for name, text in (
+        ("max_samples", "--max-samples M (a random subset of the rows)"), ("pool", "--pool mean (N-D layers)"),
+        ("stream", "--stream (linear CKA)"), ("block_size", "a smaller --block-size"),
+        ("max_memory", "a smaller --max-memory"),
+    ) if name in options]
+    return ("use " + ", or ".join(offers)) if offers else "use smaller inputs"
+
+
 def handle_errors(fn: F) -> F:
     """Turn bad input into one line and exit 2, Ctrl-C into exit 130; never a traceback."""
 
@@ -132,7 +142,7 @@ def handle_errors(fn: F) -> F:
             error("interrupted")
             raise typer.Exit(130) from None
         except MemoryError:
-            error("out of memory; reduce the inputs with --max-samples or --pool mean")
+            error("out of memory; " + memory_advice(kwargs))
             raise typer.Exit(2) from None
         except BrokenPipeError:
             raise typer.Exit(0) from None
