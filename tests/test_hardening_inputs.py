@@ -513,3 +513,19 @@ def test_out_of_memory_advice_fits_the_command(monkeypatch, pair_files):
     err = one_line_error(run("inputsim", SAMPLE / "grads.h5"), "out of memory", "--block-size")
     assert "--pool" not in err and "--max-samples" not in err
     one_line_error(run("compare", *pair_files), "--max-samples", "--pool mean", "--stream")
+
+
+def test_soft_and_external_links(tmp_path, x):
+    write_h5(tmp_path / "src.h5", {"d": x})
+    path = tmp_path / "links.h5"
+    with h5py.File(path, "w") as f:
+        f["real"] = x
+        f["soft"] = h5py.SoftLink("/real")
+        f["ext"] = h5py.ExternalLink("src.h5", "/d")
+        f["gone"] = h5py.ExternalLink("missing.h5", "/d")
+        f.attrs["layer_order"] = ["soft", "ext"]
+    assert api.compare(f"{path}:soft", f"{path}:ext").value == pytest.approx(1.0)
+    one_line_error(run("compare", f"{path}:gone", f"{path}:real"), "external link", "missing.h5")
+    with h5py.File(path, "a") as f:
+        f.attrs["layer_order"] = ["gone"]
+    one_line_error(run("inspect", path), "external link", "missing.h5")

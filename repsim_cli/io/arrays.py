@@ -261,6 +261,22 @@ def _hdf5_datasets(f: Any) -> Iterator[tuple[str, Any]]:
                 stack.append((name + "/", obj))
 
 
+def hdf5_link_problem(path: str, name: str) -> str:
+    """Why ``name`` in HDF5 file ``path`` is not a readable dataset when it is a link ('' if not a link)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            link = f.get(name, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                return f"is an external link to {link.filename}:{link.path}, which cannot be opened (missing file or dataset?)"
+            if isinstance(link, h5py.SoftLink):
+                return f"is a soft link to {link.path}, which does not exist"
+    except (OSError, KeyError, ValueError):
+        return ""
+    return ""
+
+
 def hdf5_problem(path: str, ds: Any) -> str:
     """Why reading dataset ``ds`` of ``path`` would return invented data ('' if nothing is wrong).
 

@@ -25,6 +25,7 @@ import numpy as np
 from repsim_cli.errors import RepsimError
 from repsim_cli.io.arrays import (
     check_exists,
+    hdf5_link_problem,
     file_kind,
     is_numeric,
     list_arrays,
@@ -162,7 +163,9 @@ def open_activation_file(path: str) -> ActivationFile:
         names = [str(n).lstrip("/") for n in (order if isinstance(order, list) else [order])]
         for n in names:
             if n not in infos:
-                raise RepsimError(f"{path}: root attribute layer_order names {n!r}, which is not a dataset in the file")
+                link = hdf5_link_problem(path, n) if kind == "hdf5" else ""
+                raise RepsimError(f"{path}: root attribute layer_order names {n!r}, which "
+                                  + (link if link else "is not a dataset in the file"))
             if _layer_problem(infos[n].shape, infos[n].dtype):
                 raise RepsimError(f"{path}: layer {n!r} (shape {infos[n].shape}): {infos[n].reason}")
         chosen = set(names)
@@ -256,6 +259,9 @@ def select_layers(arg: str, file: ActivationFile | None = None) -> list[LayerRef
             if info.reason and info.reason != "not in layer_order" and not info.reason.startswith("another name"):
                 raise RepsimError(f"{path}: {info.name!r} (shape {info.shape}, dtype {info.dtype}) is not a layer: {info.reason}")
             return [LayerRef(path, info.name, info.shape, info.dtype, af.kind)]
+    link = hdf5_link_problem(path, pattern) if af.kind == "hdf5" else ""
+    if link:
+        raise RepsimError(f"{path}: {pattern!r} {link}")
     raise RepsimError(f"{path}: selector {pattern!r} matches no layer; available layers: {_names(af)}")
 
 
