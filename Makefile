@@ -11,7 +11,7 @@ OUT    := demo-output
 EXTRAS := test,plot,lint,torch,hf,dask,catalog
 TORCH  := torch==2.13.0
 
-.PHONY: demo test lint bench sample-data readme venv clean
+.PHONY: demo test lint bench bench-scale sample-data readme venv clean
 
 venv: $(STAMP)
 
@@ -44,6 +44,10 @@ demo: venv
 
 bench: venv
 	$(BIN)/python bench/run_all.py
+
+# the moment route at scale: N=1e6 x F=512 float32 layers as HDF5 and zarr (temporary files, removed)
+bench-scale: venv
+	$(BIN)/python bench/bench_moments11.py --n 1000000 --f 512 --layers 4
 
 sample-data: venv
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[sampledata]"

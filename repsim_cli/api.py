@@ -20,6 +20,7 @@ from repsim_cli.engines import grid as grid_engine
 from repsim_cli.engines import group as group_engine
 from repsim_cli.engines import inputsim as inputsim_engine
 from repsim_cli.engines.compare import LoadOptions
+from repsim_cli.engines.moments import apply_shuffle_rows, heatmap_with_moments, parse_bytes
 from repsim_cli.errors import RepsimError, warn
 from repsim_cli.io.budget import advice_scope, budget_scope
 from repsim_cli.io.gradients import GradRef, find_labels, resolve_gradients, validate_gradients
@@ -99,6 +100,7 @@ def compare(
     permutations: int = 0,
     bootstrap: int = 0,
     ci: float = 0.95,
+    ci_method: str | None = None,
     seed: int = 0,
     max_samples: int | None = None,
     samples: Samples = None,
@@ -110,6 +112,12 @@ def compare(
     jobs: int = 1,
     max_gram: int = 20000,
     chance: bool = False,
+    engine: str = "local",
+    scheduler: str | None = None,
+    workers: int | None = None,
+    block_rows: int | None = None,
+    max_memory: int | str | None = None,
+    shuffle_rows: bool = False,
 ) -> Results:
     """Similarity of two representations, layer by layer (``repsim compare``).
 
@@ -117,14 +125,24 @@ def compare(
     ``torch.Tensor``, a ``FILE`` / ``FILE:LAYER`` path, or a mapping name -> array (several
     layers, paired by name like two files' layers). ``metrics``: a spec such as
     ``"cka:debiased=true"``, a bound metric (``rs.metrics.get_metric("cka").bind()``), or a list.
-    ``permutations`` adds a permutation p-value (B's rows shuffled), ``bootstrap`` a percentile
-    interval at level ``ci``; ``seed`` fixes every random choice (subsets, permutations,
-    resamples) whatever ``jobs``. ``stream`` reads files in row blocks (linear CKA; default:
-    automatic when the layers would not fit in memory). ``chance`` adds, for cka and biased hsic,
-    the exact mean, std and skewness of the metric over all row permutations of B
-    (``null_mean_exact``, ``null_std_exact``, ``null_skew_exact``), ``z_exact``, the Pearson III
-    ``p_moments`` and the chance-adjusted ``adjusted`` = (CKA - E0) / (1 - E0) (None, with a
-    warning, for other metrics; see :mod:`repsim_cli.metrics.chance`).
+    ``permutations`` adds a permutation p-value (B's rows shuffled), ``bootstrap`` an interval
+    at level ``ci``. ``ci_method``: ``percentile`` (bootstrap quantiles), ``bca`` (Efron's
+    bias-corrected and accelerated) or ``jackknife`` (estimate +- z * delete-one jackknife
+    standard error; needs no ``bootstrap``); default None: ``jackknife`` for the indexes whose
+    bootstrap values shift with the number of distinct inputs (cka, procrustes, the CCA family,
+    ...) and ``percentile`` for the others; each record's ``ci_method`` says which. ``seed``
+    fixes every random choice (subsets, permutations, resamples) whatever ``jobs``. ``stream`` reads files in row blocks into merged first and second
+    moments (every metric with a moment route, see ``repsim metrics``; default: automatic when the
+    layers would not fit in ``max_memory``, bytes or ``"4G"``, default a quarter of RAM), in blocks
+    of ``block_rows`` rows. ``engine="dask"`` computes the blocks on a dask cluster: ``scheduler``
+    (``"tcp://HOST:PORT"``) or a new local cluster of ``workers`` processes; the files must be
+    readable by the workers at the same path. ``shuffle_rows``: minibatch CKA (``cka:minibatch=B``)
+    batches the rows in a seeded random order (``seed``) instead of consecutively.
+    ``chance`` adds, for cka and biased hsic, the exact mean, std and skewness of the metric over
+    all row permutations of B (``null_mean_exact``, ``null_std_exact``, ``null_skew_exact``),
+    ``z_exact``, the Pearson III ``p_moments`` and the chance-adjusted ``adjusted`` =
+    (CKA - E0) / (1 - E0) (None, with a warning, for other metrics; see
+    :mod:`repsim_cli.metrics.chance`).
 
     Returns :class:`~repsim_cli.results.Results` (``.value`` for a single record).
 
@@ -133,7 +151,7 @@ def compare(
     >>> round(rs.compare(x, x @ np.linalg.qr(np.random.default_rng(1).standard_normal((8, 8)))[0]).value, 12)
     1.0
     """
-    bound = _bind_all(metrics)
+    bound = apply_shuffle_rows(_bind_all(metrics), shuffle_rows, seed)
     options = _options(seed, max_samples, samples, pool, channel_axis, max_gram)
     with MemoryScope() as mem:
         a_refs, b_refs = mem.layer_refs(a, "A"), mem.layer_refs(b, "B")
@@ -148,7 +166,8 @@ def compare(
         with progress_bar("compare", total, enabled=progress) as advance, advice_scope(advice):
             records = compare_engine.compare_layers(
                 pairs, bound, options, details=details, permutations=permutations, bootstrap=bootstrap,
-                ci=ci, jobs=jobs, stream=stream, progress=advance, chance=chance,
+                ci=ci, jobs=jobs, stream=stream, progress=advance, engine=engine, scheduler=scheduler,
+                workers=workers, block_rows=block_rows, max_memory=parse_bytes(max_memory), chance=chance, ci_method=ci_method,
             )
     _issue([w for r in records for w in r["warnings"]])
     return Results([Record.from_dict(r) for r in records], seed)
@@ -167,10 +186,16 @@ def heatmap(
     pool: str = "none",
     channel_axis: int = 1,
     max_gram: int = 20000,
-    max_memory: float = grid_engine.DEFAULT_MAX_MEMORY_GIB,
+    max_memory: float | str | None = None,
     image: bool = False,
     progress: bool = False,
     chance: bool = False,
+    stream: bool | None = None,
+    engine: str = "local",
+    scheduler: str | None = None,
+    workers: int | None = None,
+    block_rows: int | None = None,
+    shuffle_rows: bool = False,
 ) -> Grid:
     """Layer x layer grid of one metric (``repsim heatmap``): rows = A's layers, columns = B's.
 
@@ -185,6 +210,10 @@ def heatmap(
     ``chance`` (cka, biased hsic): the exact chance level E0 of every cell and its Pearson III
     p-value from the exact permutation moments (:attr:`Grid.chance_mean`, :attr:`Grid.p_moments`,
     :attr:`Grid.above_chance`: Holm-adjusted ``p_moments`` <= ``alpha``).
+    ``max_memory`` (GiB, or ``"512M"``; default a quarter of RAM): above it a metric with a moment
+    route streams -- ONE pass over the rows of every layer updates the summary of the whole grid
+    (``stream=True`` forces it; ``engine``, ``scheduler``, ``workers``, ``block_rows`` as in
+    :func:`compare`) -- and other metrics are refused.
 
     Returns :class:`~repsim_cli.results.Grid` (``.values``, ``.rows``, ``.cols``, ``.plot()``).
 
@@ -194,10 +223,11 @@ def heatmap(
     >>> grid.values.shape, float(grid.values[0, 0])
     ((2, 2), 1.0)
     """
-    bound = _bind(metric)
+    bound = apply_shuffle_rows([_bind(metric)], shuffle_rows, seed)[0]
     _check_token_rows(pool, permutations)
-    if max_memory <= 0:
-        raise RepsimError(f"max_memory must be > 0 GiB, got {max_memory}")
+    budget = parse_bytes(max_memory) or compare_engine.physical_memory_bytes() // 4
+    if chance and stream:
+        raise RepsimError("chance needs every layer in memory; it cannot be combined with stream")
     options = _options(seed, max_samples, samples, pool, channel_axis, max_gram)
     with MemoryScope() as mem:
         row_refs = mem.layer_refs(a, "A")
@@ -208,14 +238,18 @@ def heatmap(
             check_image_grid(len(row_refs), len(row_refs if col_refs is None else col_refs))
         cells = grid_engine.count_cells(len(row_refs), None if col_refs is None else len(col_refs), bound)
         tested = grid_engine.count_tested(len(row_refs), None if col_refs is None else len(col_refs), bound)
-        budget = int(max_memory * 2**30)
         advice = _memory_advice([*row_refs, *(col_refs or [])]) + ", or fewer layers (FILE:GLOB)"
         with progress_bar("heatmap", cells + permutations * tested, enabled=progress) as advance, \
                 advice_scope(advice), budget_scope(budget):
-            result = grid_engine.compute_grid(
-                row_refs, col_refs, bound, options, permutations=permutations, alpha=alpha,
-                max_memory_gib=max_memory, progress=advance, chance=chance,
+            result = None if chance else heatmap_with_moments(
+                row_refs, col_refs, bound, options, permutations=permutations, stream=stream, engine=engine,
+                scheduler=scheduler, workers=workers, block_rows=block_rows, max_memory=budget, progress=advance,
             )
+            if result is None:
+                result = grid_engine.compute_grid(
+                    row_refs, col_refs, bound, options, permutations=permutations, alpha=alpha,
+                    max_memory_gib=budget / 2**30, progress=advance, chance=chance,
+                )
     _issue([*(w for r in result.records for w in r["warnings"]), *result.warnings])
     files = [_side_name(s, "") for s in (a, b) if isinstance(s, (str, os.PathLike))]
     name = lambda s, side: (os.fspath(s) if isinstance(s, (str, os.PathLike)) else side)  # noqa: E731

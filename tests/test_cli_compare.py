@@ -59,7 +59,7 @@ def test_compare_same_named_layers_json_contract(pair_files):
     first = recs[0]
     assert set(first) >= {"a", "b", "metric", "params", "value", "n_samples", "features_a", "features_b", "warnings"}
     assert first["b"] == f"{b}:layers/1" and first["n_samples"] == 60 and first["features_a"] == 8
-    assert first["params"] == {"kernel": "linear", "sigma": 0.4, "median": "all", "debiased": False, "adjusted": False}
+    assert first["params"] == {"kernel": "linear", "sigma": 0.4, "median": "all", "debiased": False, "adjusted": False, "minibatch": 0, "shuffle": -1}
     assert recs[1]["params"]["corr"] == "spearman"
 
 
@@ -104,7 +104,7 @@ def test_csv_and_tsv_have_one_row_per_record(pair_files):
         rows = list(csv.DictReader(io.StringIO(result.stdout), delimiter=sep))
         assert len(rows) == 6
         assert list(rows[0])[:8] == ["a", "b", "metric", "params", "value", "n_samples", "features_a", "features_b"]
-        assert rows[0]["params"] == "kernel=linear;sigma=0.4;median=all;debiased=false;adjusted=false"
+        assert rows[0]["params"] == "kernel=linear;sigma=0.4;median=all;debiased=false;adjusted=false;minibatch=0;shuffle=-1"
         assert rows[0]["seed"] == "0"
         assert float(rows[0]["value"]) == pytest.approx(json_out("compare", a, b)["results"][0]["value"], abs=1e-12)
 

@@ -224,21 +224,21 @@ def test_compare_permutations_json_keys_seed_and_reproducible(pair_files):
 def test_compare_bootstrap_and_jobs_do_not_change_numbers(pair_files):
     a, b = pair_files
     base = ["compare", f"{a}:layers/2", f"{b}:layers/2", "-m", "cka", "-m", "matched", "--permutations", "19",
-            "--bootstrap", "30", "--ci", "0.9", "--seed", "1", "-f", "json"]
+            "--bootstrap", "30", "--ci", "0.9", "--ci-method", "percentile", "--seed", "1", "-f", "json"]
     one = run(*base, "--jobs", "1")
     two = run(*base, "--jobs", "2")
     assert one.exit_code == 0 and two.exit_code == 0, two.stderr
     assert one.stdout == two.stdout
     for rec in json.loads(one.stdout)["results"]:
         assert rec["ci_low"] <= rec["value"] <= rec["ci_high"] or rec["ci_low"] <= rec["ci_high"]
-        assert rec["bootstrap"] == 30 and rec["ci"] == 0.9
+        assert rec["bootstrap"] == 30 and rec["ci"] == 0.9 and rec["ci_method"] == "percentile"
     table = run(*base[:-2])
     assert "p_value" in table.stdout and "ci_low" in table.stdout
 
 
 def test_compare_debiased_bootstrap_warns_about_distinct_rows(pair_files):
     a, b = pair_files
-    result = run("compare", f"{a}:layers/1", f"{b}:layers/1", "-m", "cka:debiased=true", "--bootstrap", "20", "-f", "json")
+    result = run("compare", f"{a}:layers/1", f"{b}:layers/1", "-m", "cka:debiased=true", "--bootstrap", "20", "--ci-method", "percentile", "-f", "json")
     assert result.exit_code == 0
     rec = json.loads(result.stdout)["results"][0]
     assert rec["bootstrap_rows"] == "unique" and any("distinct rows" in w for w in rec["warnings"])

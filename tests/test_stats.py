@@ -237,7 +237,7 @@ def test_bootstrap_uses_the_same_rows_on_both_sides():
 def test_bootstrap_matches_a_hand_loop_and_percentiles():
     rng = np.random.default_rng(1)
     x, y = correlated(rng, 25, 4, 3)
-    res = stats.bootstrap_interval(CKA, x, y, 60, ci=0.9, seed=5)
+    res = stats.bootstrap_interval(CKA, x, y, 60, ci=0.9, seed=5, ci_method="percentile")
     by_hand = []
     for k in range(60):
         r = np.random.default_rng(np.random.SeedSequence(5, spawn_key=(stats.BOOT_STREAM, k))).integers(0, 25, 25)
@@ -256,8 +256,8 @@ def test_debiased_bootstrap_uses_distinct_rows_which_removes_the_duplicate_bias(
     x, y = rng.standard_normal((100, 5)), rng.standard_normal((100, 5))
     m = parse_metric("cka:debiased=true")
     full = m.compute(x, y).value
-    kept = stats.bootstrap_interval(m, x, y, 200, seed=0, unique_rows=False)
-    uniq = stats.bootstrap_interval(m, x, y, 200, seed=0)  # default for debiased: unique rows
+    kept = stats.bootstrap_interval(m, x, y, 200, seed=0, unique_rows=False, ci_method="percentile")
+    uniq = stats.bootstrap_interval(m, x, y, 200, seed=0, ci_method="percentile")  # debiased: unique rows
     assert uniq.unique_rows and uniq.as_record()["bootstrap_rows"] == "unique"
     assert any("distinct rows" in w for w in uniq.warnings)
     assert kept.values.mean() - full > 0.03
@@ -270,7 +270,7 @@ def test_bootstrap_skips_undefined_resamples_with_a_warning():
     x = np.zeros((12, 2))
     x[0] = 1.0  # only row 0 varies: resamples missing row 0 are rank 0 (CKA undefined)
     y = np.random.default_rng(0).standard_normal((12, 2))
-    res = stats.bootstrap_interval(CKA, x, y, 80, seed=0)
+    res = stats.bootstrap_interval(CKA, x, y, 80, seed=0, ci_method="percentile")
     assert res.bootstrap < 80
     assert any("undefined and skipped" in w for w in res.warnings)
     assert np.all(np.isfinite(res.values))
@@ -283,7 +283,7 @@ def test_bootstrap_coverage_is_near_nominal():
         rng = np.random.default_rng(20_000 + s)
         x = rng.standard_normal((200, 2))
         y = x + rng.standard_normal((200, 2))
-        res = stats.bootstrap_interval(CKA, x, y, 199, ci=0.95, seed=s)
+        res = stats.bootstrap_interval(CKA, x, y, 199, ci=0.95, seed=s, ci_method="percentile")
         covered += res.ci_low <= 0.5 <= res.ci_high
     coverage = covered / sims
     print(f"bootstrap coverage (nominal 0.95, {sims} simulations): {coverage:.3f}")
@@ -460,7 +460,7 @@ def test_bootstrap_keeps_distinct_rows_where_duplicates_bias_the_index_and_flags
     y = x @ rng.standard_normal((30, 30)) * 0.3 + rng.standard_normal((80, 30))
     metric = parse_metric("cca")
     observed = metric.compute(x, y).value
-    boot = bootstrap_interval(metric, x, y, 50, seed=1, observed=observed)
+    boot = bootstrap_interval(metric, x, y, 50, seed=1, observed=observed, ci_method="percentile")
     assert boot.as_record()["bootstrap_rows"] == "all"
     assert boot.ci_low > observed  # CCA grows as the number of distinct inputs shrinks ...
     assert any("outside its" in w for w in boot.warnings)  # ... and the result says so

@@ -76,7 +76,8 @@ def test_cli_stream_flag_and_auto(offset_pair, monkeypatch, tmp_path):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["-m", "matched"], "--stream supports linear cka only"),
+        (["-m", "rsa"], "--stream cannot compute rsa from row blocks"),
+        (["-m", "cka:kernel=rbf"], "cka:minibatch=B"),
         (["--permutations", "9"], "cannot be combined"),
         (["--max-samples", "50"], "cannot be combined"),
     ],

@@ -75,8 +75,9 @@ PARAM_FLAGS = {
     "fail_p_below": "--fail-p-below", "fail_p_above": "--fail-p-above", "n_resamples": "-B",
     "samples": "--samples", "pool": "--pool", "stream": "--stream", "permutations": "--permutations",
     "bootstrap": "--bootstrap", "alpha": "--alpha", "rcond": "--rcond", "threshold": "--threshold",
-    "seed": "--seed", "jobs": "--jobs", "ci": "--ci", "format": "--format", "null": "--null",
+    "seed": "--seed", "jobs": "--jobs", "ci": "--ci", "ci_method": "--ci-method", "format": "--format", "null": "--null",
     "chance": "--chance",
+    "block_rows": "--block-rows", "shuffle_rows": "--shuffle-rows",
 }
 _UNDERSCORED = re.compile(r"(?<![\w.:=-])(" + "|".join(k for k in PARAM_FLAGS if "_" in k) + r")\b")
 _PLAIN = re.compile(

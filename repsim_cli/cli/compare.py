@@ -8,6 +8,7 @@ import typer
 
 from repsim_cli import api, gates
 from repsim_cli.cli._app import app, handle_errors, info, to_flags
+from repsim_cli.cli._scale_opts import BlockRowsOpt, EngineOpt, MaxMemoryOpt, SchedulerOpt, ShuffleRowsOpt, StreamOpt, WorkersOpt
 from repsim_cli.cli.common import (
     ChannelAxisOpt,
     FormatOpt,
@@ -36,6 +37,10 @@ EPILOG = """
 * `repsim compare a.h5 b.h5 -m cka --fail-below 0.8` (CI gate: exit 1 if any value < 0.8)
 
 * `repsim compare a.h5 b.h5 -m cka -m procrustes:stat=distance --fail-below cka=0.9 --fail-above procrustes:stat=distance=0.3`
+
+* `repsim compare big_a.h5 big_b.h5 -m cka -m cca --stream --block-rows 65536` (files larger than RAM: one pass)
+
+* `repsim compare big_a.zarr big_b.zarr -m cka --engine dask --scheduler tcp://10.0.0.5:8786` (files visible to the workers)
 
 Metrics and their parameters: `repsim metrics`.
 """
@@ -68,10 +73,16 @@ def compare(
         "(CKA - E0)/(1 - E0). Other metrics: a warning and empty fields.",
     ),
     bootstrap: int = typer.Option(0, "--bootstrap", help=(
-        "Bootstrap B resamples of the inputs (same rows on both sides); adds ci_low, ci_high (percentile). "
+        "Bootstrap B resamples of the inputs (same rows on both sides); adds ci_low, ci_high and ci_method (see --ci-method). "
         "Debiased estimators (debiased=true) keep only the distinct rows of each resample, since duplicated rows would read as dependence."
     )),
-    ci: float = typer.Option(0.95, "--ci", help="Bootstrap interval level."),
+    ci: float = typer.Option(0.95, "--ci", help="Interval level."),
+    ci_method: str | None = typer.Option(None, "--ci-method", help=(
+        "percentile|bca|jackknife. jackknife: estimate +- z * delete-one jackknife standard error (an interval "
+        "around the estimate; needs no --bootstrap); bca: Efron's bias-corrected and accelerated bootstrap; "
+        "percentile: bootstrap quantiles. Default: jackknife for the indexes whose bootstrap values shift with "
+        "the number of distinct inputs (cka, procrustes, the CCA family, ...), percentile for the others (rsa, knn)."
+    )),
     jobs: int = typer.Option(1, "--jobs", "-j", help=(
         "Worker processes for --permutations/--bootstrap "
         "(most useful for metrics without a fast path; results do not depend on it)."
@@ -82,12 +93,13 @@ def compare(
     pool: str = PoolOpt,
     channel_axis: int = ChannelAxisOpt,
     max_gram: int = MaxGramOpt,
-    stream: bool | None = typer.Option(
-        None,
-        "--stream/--no-stream",
-        help="Linear CKA only: never hold a layer in memory (row blocks into F x F moments, or column blocks into "
-        "N x N Grams for layers wider than N). Default: automatic when the layers would not fit in half the RAM.",
-    ),
+    stream: bool | None = StreamOpt,
+    engine: str = EngineOpt,
+    scheduler: str | None = SchedulerOpt,
+    workers: int | None = WorkersOpt,
+    block_rows: int | None = BlockRowsOpt,
+    shuffle_rows: bool = ShuffleRowsOpt,
+    max_memory: str | None = MaxMemoryOpt,
 ) -> None:
     """Compare two representations: A and B are files or FILE:LAYER selectors.
 
@@ -99,9 +111,10 @@ def compare(
     gate_list = gates.parse_gates(fail_below, fail_above)
     gates.check_gates(gate_list, [parse_metric(m) for m in metric])
     results = api.compare(
-        a, b, list(metric), permutations=permutations, bootstrap=bootstrap, ci=ci, seed=seed,
+        a, b, list(metric), permutations=permutations, bootstrap=bootstrap, ci=ci, ci_method=ci_method, seed=seed,
         max_samples=max_samples, samples=samples, pool=pool, channel_axis=channel_axis, stream=stream,
-        progress=sys.stderr.isatty(), details=details, jobs=jobs, max_gram=max_gram, chance=chance,
+        progress=sys.stderr.isatty(), details=details, jobs=jobs, max_gram=max_gram, engine=engine,
+        scheduler=scheduler, workers=workers, block_rows=block_rows, max_memory=max_memory, shuffle_rows=shuffle_rows, chance=chance,
     )
     records = results.to_dicts()
     emit(results.to_dict(), records, fmt, output, protected, lambda: compare_table(records, seed))

@@ -10,6 +10,7 @@ import typer
 
 from repsim_cli import api, gates
 from repsim_cli.cli._app import app, handle_errors, info, to_flags, warning
+from repsim_cli.cli._scale_opts import BlockRowsOpt, EngineOpt, SchedulerOpt, ShuffleRowsOpt, StreamOpt, WorkersOpt
 from repsim_cli.cli.common import (
     ChannelAxisOpt,
     FormatOpt,
@@ -77,7 +78,17 @@ def heatmap(
         help="cka/hsic (biased): the exact chance level E0 of every cell and p_moments from the exact permutation "
         "moments (JSON: chance.null_mean_exact, ...); cells whose Holm-adjusted p_moments > alpha are marked ~.",
     ),
-    max_memory: float = typer.Option(8.0, "--max-memory", help="Refuse grids whose per-layer states (data, N x N matrices) need more than this many GiB."),
+    max_memory: str | None = typer.Option(
+        None, "--max-memory",
+        help="Memory budget (GiB, or 512M / 4G; default: a quarter of physical RAM). Above it a metric with a moment route "
+        "streams (one pass over the rows for the whole grid); other grids are refused.",
+    ),
+    stream: bool | None = StreamOpt,
+    engine: str = EngineOpt,
+    scheduler: str | None = SchedulerOpt,
+    workers: int | None = WorkersOpt,
+    block_rows: int | None = BlockRowsOpt,
+    shuffle_rows: bool = ShuffleRowsOpt,
     seed: int = SeedOpt,
     max_samples: int | None = MaxSamplesOpt,
     samples: str | None = SamplesOpt,
@@ -110,7 +121,8 @@ def heatmap(
     grid = api.heatmap(
         a, b, spec, permutations=permutations, alpha=alpha, seed=seed, max_samples=max_samples, samples=samples,
         pool=pool, channel_axis=channel_axis, max_gram=max_gram, max_memory=max_memory, image=plan["image"] is not None,
-        progress=sys.stderr.isatty(), chance=chance,
+        progress=sys.stderr.isatty(), stream=stream, engine=engine, scheduler=scheduler, workers=workers,
+        block_rows=block_rows, shuffle_rows=shuffle_rows, chance=chance,
     )
     _write_outputs(grid, plan, [split_selector(x)[0] for x in (a, b) if x is not None], protected, annotate, vmin, vmax)
     crossed = gates.sanity_crossed(grid.sanity_check, fail_sanity_below)

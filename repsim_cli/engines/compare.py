@@ -182,11 +182,14 @@ def compare_pairs(
     jobs: int = 1,
     progress: Progress | None = None,
     chance: bool = False,
+    ci_method: str | None = None,
 ) -> list[dict[str, Any]]:
     """Records for every (pair, metric), in pair order then metric order.
 
     ``chance``: add the exact permutation moments of cka/hsic (``metrics.chance.CHANCE_KEYS``;
     None, with a warning, for other metrics), from the prepared states the value used.
+    An interval is added when ``bootstrap`` > 0 or ``ci_method='jackknife'`` (which draws no
+    resample); ``ci_method`` None picks each metric's default (:mod:`repsim_cli.stats.intervals`).
     """
     from repsim_cli import stats
     from repsim_cli.metrics.chance import chance_fields, supports_chance, unsupported_note
@@ -213,10 +216,10 @@ def compare_pairs(
                 )
                 record.update(null.as_record())
                 record["warnings"] = list(dict.fromkeys([*record["warnings"], *null.warnings]))
-            if bootstrap:
+            if bootstrap or ci_method == "jackknife":
                 boot = stats.bootstrap_interval(  # pool tokens: whole sequences are resampled (groups)
                     metric, a.data, b.data, bootstrap, ci=ci, seed=options.seed, jobs=jobs, progress=progress,
-                    observed=result.value, groups=a.groups,
+                    observed=result.value, groups=a.groups, ci_method=ci_method,
                 )
                 record.update(boot.as_record())
                 record["warnings"] = list(dict.fromkeys([*record["warnings"], *boot.warnings]))
@@ -326,6 +329,11 @@ def compare_streamed(
                 v = value(metric.params["debiased"])
             except RepsimError as exc:
                 raise RepsimError(f"{a.label} vs {b.label}, metric {metric.spec} (streamed by {route}): {exc}") from None
+            if not np.isfinite(v):
+                raise RepsimError(
+                    f"{a.label} vs {b.label}, metric {metric.spec} (streamed by {route}): the value is {v} (not finite): the streamed "
+                    "moments overflowed or divided by zero"
+                )
             records.append(make_record(
                 a.label, b.label, metric, v, a.n_samples,
                 a.features(options.pool, options.channel_axis), b.features(options.pool, options.channel_axis),
@@ -365,12 +373,26 @@ def compare_layers(
     jobs: int = 1,
     stream: bool | None = None,
     progress: Progress | None = None,
+    engine: str = "local",
+    scheduler: str | None = None,
+    workers: int | None = None,
+    block_rows: int | None = None,
+    max_memory: int | None = None,
     chance: bool = False,
+    ci_method: str | None = None,
 ) -> list[dict[str, Any]]:
     """Records for every (pair, metric): streamed when asked or when the layers would not fit, else in memory.
 
+    Streaming (row blocks into merged moments, :mod:`repsim_cli.engines.moments`) runs locally or,
+    with ``engine="dask"``, on a dask cluster (``scheduler`` or a new LocalCluster of ``workers``).
     ``chance``: exact permutation moments of cka/hsic in each record (needs the data in memory).
     """
+    from repsim_cli.stats.intervals import check_ci_method
+
+    if ci_method is not None:
+        check_ci_method(ci_method)
+        if ci_method != "jackknife" and bootstrap < 2:
+            raise RepsimError(f"ci_method={ci_method} resamples the inputs; use bootstrap 2 or more (got {bootstrap}), or ci_method=jackknife")
     if permutations < 0 or bootstrap < 0:
         raise RepsimError(f"permutations and bootstrap must be >= 0, got {permutations} and {bootstrap}")
     if not 0 < ci < 1:
@@ -387,11 +409,20 @@ def compare_layers(
                 "chance is available for cka and hsic (biased estimators) only, not "
                 + ", ".join(m.spec for m in metrics) + "; use permutations or a cka/hsic metric"
             )
-    if should_stream(pairs, metrics, options, bool(permutations or bootstrap or chance), stream):
-        return compare_streamed(pairs, metrics, options, progress=progress)
+        if stream:
+            raise RepsimError("chance needs the data in memory; it cannot be combined with stream")
+    from repsim_cli.engines.moments import compare_with_moments
+
+    streamed = None if chance else compare_with_moments(
+        pairs, metrics, options, nulls=bool(permutations or bootstrap or ci_method), stream=stream, engine=engine,
+        scheduler=scheduler, workers=workers, block_rows=block_rows, max_memory=max_memory, details=details,
+        progress=progress,
+    )
+    if streamed is not None:
+        return streamed
     return compare_pairs(
         pairs, metrics, options, details=details, permutations=permutations, bootstrap=bootstrap,
-        ci=ci, jobs=jobs, progress=progress, chance=chance,
+        ci=ci, jobs=jobs, progress=progress, chance=chance, ci_method=ci_method,
     )
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from repsim_cli.errors import RepsimError
 from repsim_cli.io.layers import LayerRef, iter_row_blocks, to_matrix
+from repsim_cli.metrics._linalg import power_of_two_scale
 
 
 @dataclass
@@ -126,7 +127,11 @@ def streamed_hsic(
     pq = 0.0
     p_y = q_x = None
     n = 0
+    scale_a = scale_b = 1.0
     for xa, xb in _paired_blocks(a, b, pool, channel_axis, block_bytes):
+        if ma is None:  # exact power-of-two rescaling from the first block: no overflow at 1e300, no underflow at 1e-300
+            scale_a, scale_b = power_of_two_scale(xa), power_of_two_scale(xb)
+        xa, xb = xa * (1.0 / scale_a), xb * (1.0 / scale_b)
         if ma is None:
             ma, mb = _SideMoments.start(xa), _SideMoments.start(xb)
             s_ab = np.zeros((xa.shape[1], xb.shape[1]))
@@ -210,11 +215,15 @@ def streamed_centered_gram(
     """Xc Xc^T (N x N) accumulated over column blocks, each block centered exactly (two passes)."""
     n = ref.n_samples
     gram = np.zeros((n, n))
+    scale = None
     col0 = 0
     for block in iter_feature_blocks(ref, pool, channel_axis, block_bytes):
         if not np.isfinite(block).all():
             raise RepsimError(f"{ref.label} (shape {ref.shape}): {nonfinite_where(block, col0=col0)}")
         col0 += block.shape[1]
+        if scale is None:  # exact power of two from the first block: CKA ignores it, products neither over- nor underflow
+            scale = power_of_two_scale(block)
+        block *= 1.0 / scale
         block -= block.mean(axis=0)
         block -= block.mean(axis=0)
         gram += block @ block.T

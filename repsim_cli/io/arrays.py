@@ -416,5 +416,6 @@ register_format(ArrayFormat("hdf5", (".h5", ".hdf5"), _list_hdf5, _open_hdf5))
 register_format(ArrayFormat("npy", (".npy",), _list_npy, _open_npy))
 register_format(ArrayFormat("npz", (".npz",), _list_npz, _open_npz, sliceable=False))
 
-# formats in their own modules (heavy imports happen only when such a file is opened)
+# Optional formats in their own modules (their packages are imported only when such a file is opened).
 from repsim_cli.io import torch_formats as _torch_formats  # noqa: E402,F401
+from repsim_cli.io import zarr_format  # noqa: E402,F401

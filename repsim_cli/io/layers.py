@@ -25,8 +25,8 @@ import numpy as np
 from repsim_cli.errors import RepsimError
 from repsim_cli.io.arrays import (
     check_exists,
-    hdf5_link_problem,
     file_kind,
+    hdf5_link_problem,
     is_numeric,
     list_arrays,
     read_array,

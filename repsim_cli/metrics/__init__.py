@@ -32,9 +32,15 @@ from repsim_cli.metrics.predictivity import ridge_r2  # noqa: E402
 from repsim_cli.metrics.rsm import distance_correlation, eigenspace_overlap, gulp_distance, rsm_norm_difference  # noqa: E402
 from repsim_cli.metrics.statistics import concentricity_difference, magnitude_difference, uniformity_difference  # noqa: E402
 
+# isort: split
+# last: attaches the moment routes (streamed / dask engines) to the registered metrics
+from repsim_cli.metrics.moments import Moments, merge_all  # noqa: E402
+
 __all__ = [
     "INVARIANCES",
     "REGISTRY",
+    "Moments",
+    "merge_all",
     "BoundMetric",
     "Metric",
     "MetricResult",

@@ -16,7 +16,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from repsim_cli.errors import RepsimError
-from repsim_cli.metrics._linalg import center, rank_tolerance
+from repsim_cli.metrics._linalg import left_svd, prescaled, rank_tolerance, scaled_center
 from repsim_cli.metrics.registry import Metric, MetricResult, Param, register
 
 _EPS = np.finfo(np.float64).eps
@@ -25,11 +25,15 @@ _EPS = np.finfo(np.float64).eps
 _NEAR = 1e-6
 
 
-def _constant_check(x: np.ndarray, xc: np.ndarray, name: str) -> None:
-    raw_scale = float(np.max(np.abs(x))) if x.size else 0.0
-    if not float(np.linalg.norm(xc)) > raw_scale * _EPS * xc.shape[0]:
-        n, f = xc.shape
+def _centered(x: np.ndarray, name: str) -> np.ndarray:
+    """Column-centered float64 data, divided by an exact power of two when its magnitude would
+    over- or underflow (1e300, 1e-300; :func:`~repsim_cli.metrics._linalg.scaled_center`); a layer
+    constant up to rounding, relative to its own magnitude, is an error."""
+    centered = scaled_center(x)
+    if centered.constant:
+        n, f = centered.xc.shape
         raise RepsimError(f"{name}: a {n} x {f} layer is constant after centering (rank 0); it cannot be compared")
+    return centered.xc
 
 
 def _pad_to(z: np.ndarray, width: int) -> np.ndarray:
@@ -42,7 +46,7 @@ def _pad_to(z: np.ndarray, width: int) -> np.ndarray:
 
 def _reduced(xc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(U_r, s_r) of the thin SVD of ``xc`` with numpy's matrix_rank rule (as in ``cca``)."""
-    u, s, _ = np.linalg.svd(xc, full_matrices=False)
+    u, s = left_svd(xc)  # F > N: through the N x N factor of a thin QR of Xc^T, O(N^2 F)
     r = int(np.count_nonzero(s > rank_tolerance(s, xc.shape)))
     return u[:, :r], s[:r]
 
@@ -73,8 +77,7 @@ def _whiten_prepare(x: np.ndarray, params: Mapping[str, Any]) -> Whitened:
     when alpha N is so small next to that rounding that the Gram could not resolve the result to ~1e-8.
     """
     alpha = float(params["alpha"])
-    xc = center(x)
-    _constant_check(x, xc, "shape")
+    xc = _centered(x, "shape")
     n, f = xc.shape
     if alpha == 1.0 and f <= n:
         return Whitened(xc, None, float(np.vdot(xc, xc)), f)
@@ -254,12 +257,16 @@ class Rows:
 
 
 def _rows_prepare(x: np.ndarray, params: Mapping[str, Any]) -> Rows:
-    xc = center(x) if params["center"] else np.array(x, dtype=np.float64, copy=True)
-    if xc.ndim != 2:
-        raise ValueError(f"expected a 2-D N x F array, got shape {xc.shape}")
+    if np.ndim(x) != 2:
+        raise ValueError(f"expected a 2-D N x F array, got shape {np.shape(x)}")
+    if params["center"]:  # x / s with s an exact power of two (no overflow at 1e300, no underflow at 1e-300)
+        centered = scaled_center(x)
+        xc, raw_scale = centered.xc, (float(np.max(np.abs(x))) if x.size else 0.0) / centered.scale
+    else:
+        xc = prescaled(x, False)
+        raw_scale = float(np.max(np.abs(xc))) if xc.size else 0.0
     n, f = xc.shape
     norms = np.sqrt(np.einsum("ij,ij->i", xc, xc))
-    raw_scale = float(np.max(np.abs(x))) if x.size else 0.0
     zero = norms <= 16.0 * _EPS * raw_scale * np.sqrt(f)
     if zero.all():
         where = " after centering" if params["center"] else ""
@@ -342,8 +349,7 @@ class Columns:
 
 
 def _columns_prepare(x: np.ndarray, params: Mapping[str, Any]) -> Columns:
-    xc = center(x)
-    _constant_check(x, xc, "soft_match")
+    xc = _centered(x, "soft_match")
     xc /= np.linalg.norm(xc)
     return Columns(xc, np.einsum("ij,ij->j", xc, xc))
 

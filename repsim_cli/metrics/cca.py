@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from repsim_cli.errors import RepsimError
-from repsim_cli.metrics._linalg import center, rank_tolerance
+from repsim_cli.metrics._linalg import left_svd, rank_tolerance, scaled_center
 from repsim_cli.metrics.registry import Metric, MetricResult, Param, register
 
 
@@ -44,20 +44,25 @@ class Basis:
 
 
 def _svd_basis(x: np.ndarray, keep_proj: bool = False, keep_xc: bool = False) -> Basis:
-    """Center in float64, thin SVD, keep the numerically nonzero directions (rank rule)."""
-    raw_scale = float(np.max(np.abs(x))) if x.size else 0.0
-    xc = center(x)
+    """Center ``x / scale`` in float64 (exact power-of-two rescaling: no overflow at 1e300, no
+    underflow at 1e-300), thin SVD, keep the numerically nonzero directions (rank rule).
+
+    When F > N the SVD is of the N x N factor of a thin QR of Xc^T (same U and s, O(N^2 F)),
+    so wide layers cost what min(N, F) implies. Singular values are of x / scale.
+    """
+    centered = scaled_center(x)
+    xc = centered.xc
     n, f = xc.shape
-    u, s, vt = np.linalg.svd(xc, full_matrices=False)
-    r = int(np.count_nonzero(s > rank_tolerance(s, xc.shape)))
-    # a constant layer leaves only rounding residue after centering: treat it as rank 0
-    if r == 0 or s[0] <= raw_scale * np.finfo(np.float64).eps * n:
+    # a constant layer leaves only rounding residue after centering (relative to its own scale)
+    if centered.constant:
         raise RepsimError(
             f"a {n} x {f} layer has rank 0 after centering (every column is constant): "
             "canonical correlations are undefined"
         )
+    u, s = left_svd(xc)
+    r = int(np.count_nonzero(s > rank_tolerance(s, xc.shape)))
     q = np.ascontiguousarray(u[:, :r])
-    proj = s[:r, None] * vt[:r] if keep_proj else None
+    proj = q.T @ xc if keep_proj else None  # = S_r V_r^T
     return Basis(q, s, proj, xc if keep_xc else None, float(np.sum(s * s)), f)
 
 

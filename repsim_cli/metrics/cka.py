@@ -22,7 +22,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from repsim_cli.errors import RepsimError
-from repsim_cli.metrics._linalg import center
+from repsim_cli.metrics._linalg import scaled_center
 from repsim_cli.metrics.registry import Metric, MetricResult, Param, register
 
 
@@ -35,6 +35,9 @@ class LinearState:
     sq: np.ndarray  # squared row norms of xc (= diag of the Gram), N
     self_dot: float  # ||Xc^T Xc||_F^2 = tr(K K)
     trace: float  # tr(K) = ||Xc||_F^2
+    #: the data were divided by this power of two before centering (overflow/underflow safety):
+    #: every field above is of x / scale; scale-invariant CKA never needs it, HSIC multiplies it back
+    scale: float = 1.0
 
     @property
     def n(self) -> int:
@@ -42,9 +45,16 @@ class LinearState:
 
 
 def prepare_linear(x: np.ndarray) -> LinearState:
-    """Center ``x`` and precompute what every pair needs (F x F, or N x N when F > N)."""
-    xc = center(x)
+    """Center ``x / scale`` and precompute what every pair needs (F x F, or N x N when F > N).
+
+    A layer that is constant up to rounding (relative to its own magnitude) gets exact zeros,
+    so CKA reports rank 0 and HSIC is 0, at any scale (1e-300 as 1e300).
+    """
+    centered = scaled_center(x)
+    xc, scale = centered.xc, centered.scale
     n, f = xc.shape
+    if centered.constant:
+        xc[:] = 0.0
     sq = np.einsum("ij,ij->i", xc, xc)
     if f > n:
         gram = xc @ xc.T
@@ -53,13 +63,13 @@ def prepare_linear(x: np.ndarray) -> LinearState:
         gram = None
         cov = xc.T @ xc
         self_dot = float(np.vdot(cov, cov))
-    return LinearState(xc, gram, sq, self_dot, float(sq.sum()))
+    return LinearState(xc, gram, sq, self_dot, float(sq.sum()), scale)
 
 
 def permute_linear(state: LinearState, perm: np.ndarray) -> LinearState:
     """State of ``x[perm]``: only row-indexed parts move, the self terms are unchanged."""
     gram = None if state.gram is None else state.gram[np.ix_(perm, perm)]
-    return LinearState(state.xc[perm], gram, state.sq[perm], state.self_dot, state.trace)
+    return LinearState(state.xc[perm], gram, state.sq[perm], state.self_dot, state.trace, state.scale)
 
 
 def cross_dot(a: LinearState, b: LinearState) -> float:
@@ -152,7 +162,8 @@ def rbf_gram(x: np.ndarray, sigma: float = 0.4, median: str = "all") -> tuple[np
     ``median='pairs'``: s = sigma * median of the N(N-1)/2 distances d_ij, i < j.
     Distances are computed on column-centered float64 data (they are translation invariant).
     """
-    xc = center(x)
+    centered = scaled_center(x)  # distances of x / scale: no overflow at 1e300, no underflow at 1e-300
+    xc, scale = centered.xc, centered.scale
     n = xc.shape[0]
     d2 = squared_distances(xc)
     if median == "all":
@@ -178,7 +189,7 @@ def rbf_gram(x: np.ndarray, sigma: float = 0.4, median: str = "all") -> tuple[np
     d2 *= -1.0 / (2.0 * s2)
     np.exp(d2, out=d2)
     _check_rbf_informative(d2, sigma)
-    return d2, float(np.sqrt(s2))
+    return d2, float(np.sqrt(s2)) * scale
 
 
 def _check_rbf_informative(k: np.ndarray, sigma: float) -> None:
@@ -251,6 +262,8 @@ def _check_adjusted(params: Mapping[str, Any]) -> None:
 
 def _kernel_prepare(x: np.ndarray, params: Mapping[str, Any]) -> Any:
     _check_adjusted(params)
+    if params.get("minibatch", 0):
+        return prepare_minibatch(x, params)
     _check_n(x.shape[0], params["debiased"])
     if params["kernel"] == "linear":
         return prepare_linear(x)
@@ -258,6 +271,8 @@ def _kernel_prepare(x: np.ndarray, params: Mapping[str, Any]) -> Any:
 
 
 def _kernel_permute(prep: Any, perm: np.ndarray, params: Mapping[str, Any]) -> Any:
+    if isinstance(prep, MinibatchState):  # the batches change with the row order: re-prepare
+        return prepare_minibatch(prep.x[perm], params)
     if isinstance(prep, GramState):
         return permute_gram(prep, perm)
     return permute_linear(prep, perm)
@@ -300,6 +315,8 @@ def adjusted_cka(value: float, e0: float) -> float:
 
 
 def _cka_pair(a: Any, b: Any, params: Mapping[str, Any]) -> MetricResult:
+    if isinstance(a, MinibatchState):
+        return minibatch_pair(a, b)
     debiased = params["debiased"]
     _check_adjusted(params)
     cross, self_a, self_b = hsic_terms(a, b, debiased)
@@ -316,7 +333,79 @@ def _hsic_pair(a: Any, b: Any, params: Mapping[str, Any]) -> MetricResult:
     debiased = params["debiased"]
     cross, _, _ = hsic_terms(a, b, debiased)
     details = {"bandwidth_a": a.bandwidth, "bandwidth_b": b.bandwidth} if isinstance(a, GramState) else {}
-    return MetricResult(float(cross * hsic_scale(a.n, debiased)), details)
+    value = cross * hsic_scale(a.n, debiased)
+    if isinstance(a, LinearState):  # linear HSIC scales as c^2 d^2: put the prescaling back, last
+        with np.errstate(over="ignore"):  # an overflow is reported as a non-finite value by BoundMetric.pair
+            value = float(np.ldexp(value, 2 * (int(np.log2(a.scale)) + int(np.log2(b.scale)))))  # exact
+    return MetricResult(float(value), details)
+
+
+# ---------------------------------------------------------------------------- minibatch CKA
+
+
+@dataclass
+class MinibatchState:
+    """Per-side work for minibatch CKA: one prepared state (unbiased HSIC) per batch of B rows."""
+
+    x: np.ndarray  # the float64 rows as given, before any shuffle (permutation nulls re-batch them)
+    batches: list[Any]  # LinearState or GramState (U-centred) per batch
+    rows: int  # B (or N when N < B)
+    dropped: int  # N mod B trailing rows not used
+
+
+def prepare_minibatch(x: np.ndarray, params: Mapping[str, Any]) -> MinibatchState:
+    """Split the rows into consecutive batches of B = ``minibatch`` rows; a remainder < B is dropped."""
+    size = int(params["minibatch"])
+    x = np.asarray(x, dtype=np.float64)
+    n = x.shape[0]
+    if size < 4:
+        raise RepsimError(f"cka: minibatch={size} rows; the unbiased HSIC of a minibatch needs at least 4 (or 0: full batch)")
+    _check_n(n, True)
+    given = x
+    if params.get("shuffle", -1) >= 0:  # seeded row order (the same on both sides: rows stay paired)
+        x = x[shuffled_order(n, int(params["shuffle"]))]
+    rows = min(size, n)
+    count = n // rows
+    batches: list[Any] = []
+    for i in range(count):
+        xb = x[i * rows : (i + 1) * rows]
+        if params["kernel"] == "linear":
+            batches.append(prepare_linear(xb))
+        else:
+            batches.append(prepare_rbf(xb, params["sigma"], params["median"], True))
+    return MinibatchState(given, batches, rows, n - count * rows)
+
+
+def shuffled_order(n: int, seed: int) -> np.ndarray:
+    """The row order of ``cka:minibatch=B,shuffle=SEED``: a seeded permutation of range(n)."""
+    return np.random.default_rng(seed).permutation(n)
+
+
+def minibatch_pair(a: MinibatchState, b: MinibatchState) -> MetricResult:
+    """mean_i HSIC_u(K_i, L_i) / sqrt(mean_i HSIC_u(K_i, K_i) mean_i HSIC_u(L_i, L_i)) over batches i."""
+    terms = np.array([hsic_terms(sa, sb, True) for sa, sb in zip(a.batches, b.batches)]) * hsic_scale(a.rows, True)
+    cross, self_a, self_b = terms.mean(axis=0)
+    details: dict[str, Any] = {"minibatches": len(a.batches), "batch_rows": a.rows}
+    warnings = []
+    if a.dropped:
+        details["dropped_rows"] = a.dropped
+        warnings.append(
+            f"minibatch CKA: the last {a.dropped} of {a.x.shape[0]} rows do not fill a batch of {a.rows} and are not used"
+        )
+    return MetricResult(float(_ratio(float(cross), float(self_a), float(self_b), True)), details, warnings)
+
+
+def minibatch_cka(x: np.ndarray, y: np.ndarray, batch: int, kernel: str = "linear", sigma: float = 0.4, median: str = "all") -> float:
+    """Minibatch CKA (Nguyen, Raghu & Kornblith, ICLR 2021): unbiased HSIC averaged over batches.
+
+    With consecutive batches of B rows (X_i, Y_i), i = 1..k = floor(N/B):
+    CKA_mb = mean_i HSIC_u(K_i, L_i) / sqrt(mean_i HSIC_u(K_i, K_i) * mean_i HSIC_u(L_i, L_i)),
+    HSIC_u the unbiased estimator of Song et al. (2012); the three averages are taken separately,
+    then combined. An estimate of a *different* quantity from full-batch CKA (a ratio of expected
+    HSICs on samples of B inputs; for RBF the bandwidth is also per batch); it equals full-batch
+    debiased CKA when B >= N and approaches it as B grows.
+    """
+    return CKA.bind(minibatch=batch, kernel=kernel, sigma=sigma, median=median).value_of(x, y)
 
 
 def rbf_cka(x: np.ndarray, y: np.ndarray, sigma: float = 0.4, median: str = "all", debiased: bool = False) -> float:
@@ -364,24 +453,46 @@ ADJUSTED = Param(
     (True, False),
 )
 
+MINIBATCH = Param(
+    "minibatch",
+    int,
+    0,
+    "rows per minibatch for minibatch CKA (Nguyen et al. 2021; unbiased HSIC averaged over batches; "
+    "estimates a different quantity than full-batch CKA); 0: full batch",
+    minimum=0,
+)
+
+SHUFFLE = Param(
+    "shuffle",
+    int,
+    -1,
+    "with minibatch: seed of a row shuffle before batching (--shuffle-rows sets it to --seed); -1: consecutive rows",
+    minimum=-1,
+)
+
 CKA = register(
     Metric(
         name="cka",
-        summary="centered kernel alignment (linear or RBF, optionally debiased or chance-adjusted)",
-        params=KERNEL_PARAMS + (ADJUSTED,),
+        summary="centered kernel alignment (linear or RBF, optionally debiased, chance-adjusted or minibatch)",
+        params=KERNEL_PARAMS + (ADJUSTED, MINIBATCH, SHUFFLE),
         higher_is_similar=True,
         symmetric=True,
         invariances=frozenset({"orthogonal", "isotropic_scaling", "permutation", "translation"}),
-        min_n=lambda p: 4 if p["debiased"] else (3 if p["adjusted"] else 2),
+        min_n=lambda p: 4 if (p["debiased"] or p["minibatch"]) else (3 if p["adjusted"] else 2),
         formula="HSIC(K,L) / sqrt(HSIC(K,K) HSIC(L,L)); linear: ||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F); "
         "adjusted: (CKA - E0)/(1 - E0), E0 = tr K~ tr L~ / ((n-1) ||K~||_F ||L~||_F)",
-        reference="Kornblith et al., Similarity of Neural Network Representations Revisited, ICML 2019",
+        reference="Kornblith et al., Similarity of Neural Network Representations Revisited, ICML 2019; "
+        "minibatch: Nguyen, Raghu & Kornblith, Do wide and deep networks learn the same things?, ICLR 2021",
         prepare=_kernel_prepare,
         pair=_cka_pair,
         permute=_kernel_permute,
-        distinct_rows=lambda p: p["debiased"],
-        gram=lambda p: p["kernel"] == "rbf",
+        distinct_rows=lambda p: p["debiased"] or p["minibatch"] > 0,
+        gram=lambda p: p["kernel"] == "rbf" and p["minibatch"] == 0,
         help=(
+            "minibatch=B (>= 4): the minibatch CKA of Nguyen, Raghu & Kornblith (ICLR 2021), unbiased HSIC "
+            "averaged over consecutive batches of B rows (cross and self terms separately); it always uses the "
+            "unbiased estimator, keeps memory at B x B for kernel=rbf, estimates a different quantity than "
+            "full-batch CKA and approaches full-batch debiased CKA as B grows; a trailing partial batch is dropped. "
             "Linear CKA never builds an N x N matrix when N > F (F x F products instead). "
             "kernel=rbf builds N x N Gram matrices (8*N^2 bytes each; refused above --max-gram). "
             "Debiased CKA (range [-1, 1]) can be slightly negative for unrelated representations; it is "

@@ -32,6 +32,11 @@ def standardize_columns(x: np.ndarray, corr: str = "pearson") -> np.ndarray:
         from scipy.stats import rankdata  # imported lazily: scipy.stats costs ~0.3 s at start-up
 
         x = rankdata(x, axis=0)
+    # each column divided by a power of two near its max |value| (exact): correlations ignore
+    # column scales, and norms of 1e300 or 1e-300 columns neither overflow nor underflow
+    top = np.maximum(np.max(x, axis=0, initial=0.0), -np.min(x, axis=0, initial=0.0)) if x.size else np.ones(x.shape[1])
+    _, exps = np.frexp(np.where(top > 0.0, top, 1.0))
+    x = x * np.ldexp(1.0, -exps)
     z = center(x)
     norms = np.linalg.norm(z, axis=0)
     scale = np.max(np.abs(x), axis=0) * np.sqrt(x.shape[0]) * 1e-12 if x.size else norms

@@ -78,6 +78,16 @@ def invariances_text(metric: Metric) -> str:
     return text
 
 
+def streamable_text(metric: Metric) -> str:
+    """``yes``, ``no``, or ``yes, except with ...`` (the parameter values without a moment route)."""
+    if not metric.bind().streamable:
+        return "no"
+    off = [f"{k}={_fmt(x)}" for v in _variants(metric) if not metric.bind(**v).streamable for k, x in v.items()]
+    if any(p.name == "minibatch" for p in metric.params):
+        off.append("minibatch>0")
+    return "yes, except with " + ", ".join(off) if off else "yes"
+
+
 def min_n_text(metric: Metric) -> str:
     base = metric.bind().min_n
     text = str(base)
@@ -148,6 +158,9 @@ def describe(metric: Metric) -> dict[str, Any]:
         "invariance_notes": invariances_text(metric).replace("`", ""),
         "value_range": list(bound.value_range),
         "builds_n_by_n": bool(bound.gram),
+        # computable from merged first and second moments (streamed / dask engines), default parameters
+        "streamable": bound.streamable,
+        "streamable_note": streamable_text(metric),
         "formula": metric.formula,
         "reference": metric.reference,
         "help": metric.help,

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from repsim_cli.errors import RepsimError
-from repsim_cli.metrics._linalg import as_float64, center
+from repsim_cli.metrics._linalg import prescaled
 from repsim_cli.metrics.registry import Metric, MetricResult, Param, register
 
 # ---------------------------------------------------------------------------- neighbour search
@@ -34,10 +34,10 @@ def neighbour_space(x: np.ndarray, neighbours: str = "cosine", center_rows: bool
     if neighbours not in ("cosine", "euclidean"):
         raise RepsimError(f"knn: neighbours must be cosine or euclidean, got {neighbours!r}")
     centred = center_rows or neighbours == "euclidean"
-    z = center(x) if centred else np.array(as_float64(x), copy=True)
+    z = prescaled(x, centred)  # x / s with max |entry| in [0.5, 1) before centering: scale free at 1e300 and 1e-300
     n = z.shape[0]
     norms = np.linalg.norm(z, axis=1)
-    if not np.any(norms > 1e-12 * float(np.abs(x).max(initial=0.0)) * np.sqrt(z.shape[1])) or not np.any(norms):
+    if not np.any(norms > 1e-12 * np.sqrt(z.shape[1])) or not np.any(norms):
         what = "identical (all distances are 0)" if neighbours == "euclidean" else "zero"
         raise RepsimError(
             f"knn: every row of this {n} x {z.shape[1]} layer is {what}"

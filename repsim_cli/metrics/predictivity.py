@@ -24,7 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from repsim_cli.errors import RepsimError
-from repsim_cli.metrics._linalg import center, rank_tolerance
+from repsim_cli.metrics._linalg import left_svd, rank_tolerance, scaled_center
 from repsim_cli.metrics.registry import Metric, MetricResult, Param, register
 
 #: the inner-CV grid, in units of the mean eigenvalue of the centred training Gram
@@ -65,10 +65,10 @@ class Centred:
 
 
 def _ridge_prepare(x: np.ndarray, params: Mapping[str, Any]) -> Centred:
-    xc = center(x)
+    xc = scaled_center(x).xc  # x / s, s an exact power of two only at extreme magnitudes (1e300, 1e-300)
     n, f = xc.shape
     if f > n:
-        u, s, _ = np.linalg.svd(xc, full_matrices=False)
+        u, s = left_svd(xc)  # through the N x N factor of a thin QR of Xc^T: O(N^2 F)
         r = int(np.count_nonzero(s > rank_tolerance(s, xc.shape)))
         xc = u[:, :r] * s[:r]
     return Centred(xc, f)

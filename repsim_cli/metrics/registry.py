@@ -9,6 +9,9 @@ steps that engines can reuse:
 - ``pair(prep_a, prep_b, params) -> MetricResult``: the cross term for one pair.
 - ``permute(prep, perm, params)`` (optional): the prepared state of ``x[perm]`` without
   recomputing it -- the fast path for permutation nulls.
+- ``from_moments(moments, params) -> MetricResult`` (optional, with ``moments_when(params)``
+  saying for which parameter values): the index from merged first and second moments of a pair
+  (:class:`repsim_cli.metrics.moments.Moments`), the route of the streamed and dask engines.
 
 The CLI's ``-m name:key=value,...`` parsing, ``repsim metrics``, the README's metric table and
 the invariance property tests are all generated from this registry.
@@ -150,6 +153,11 @@ class Metric:
     #: raises RepsimError for parameter values that are valid one by one but not together
     #: (cka:adjusted=true,debiased=true); called by bind and parse_metric
     check_params: Callable[[Mapping[str, Any]], None] | None = None
+    #: the index from merged moments of a pair (n, means, centred second moments, row-norm terms):
+    #: ``from_moments(moments, params)``; attached by :mod:`repsim_cli.metrics.moments`
+    from_moments: Callable[[Any, Mapping[str, Any]], MetricResult] | None = None
+    #: parameter values for which ``from_moments`` applies (None: all of them)
+    moments_when: Callable[[Mapping[str, Any]], bool] | None = None
     #: parameter values (beyond the ``choices`` of str/bool parameters, found automatically) whose
     #: direction, symmetry, invariances or minimum N the docs should state, e.g. ({"alpha": 0.0},)
     doc_variants: tuple[Mapping[str, Any], ...] = ()
@@ -233,11 +241,34 @@ class BoundMetric:
         g = self.metric.gram
         return bool(g(self.params) if callable(g) else g)
 
+    @property
+    def streamable(self) -> bool:
+        """True when the index is a function of the pair's first and second moments (streamed/dask engines)."""
+        if self.metric.from_moments is None:
+            return False
+        when = self.metric.moments_when
+        return when is None or bool(when(self.params))
+
+    def from_moments(self, moments: Any) -> MetricResult:
+        """The index from merged :class:`~repsim_cli.metrics.moments.Moments` of a pair (two layers: a, b)."""
+        if not self.streamable:
+            raise RepsimError(f"metric {self.spec} has no moment route (it needs more than the first and second moments)")
+        if moments.n < self.min_n:
+            raise RepsimError(f"N={moments.n} inputs, metric {self.spec} needs at least {self.min_n}")
+        return self.metric.from_moments(moments, self.params)  # type: ignore[misc]
+
     def prepare(self, x: np.ndarray) -> Any:
         return self.metric.prepare(x, self.params)
 
     def pair(self, prep_a: Any, prep_b: Any) -> MetricResult:
-        return self.metric.pair(prep_a, prep_b, self.params)
+        """The index for two prepared sides; a non-finite value is a RepsimError naming the metric."""
+        result = self.metric.pair(prep_a, prep_b, self.params)
+        if not np.isfinite(result.value):
+            raise RepsimError(
+                f"metric {self.spec}: the value is {result.value} (not finite): the computation overflowed "
+                "or divided by zero"
+            )
+        return result
 
     def permute(self, prep: Any, perm: np.ndarray, x: np.ndarray | None = None) -> Any:
         """Prepared state of ``x[perm]``: the fast path if the metric has one, else re-prepare ``x``."""
@@ -267,6 +298,21 @@ def register(metric: Metric) -> Metric:
         raise ValueError(f"metric {metric.name!r} registered twice")
     REGISTRY[metric.name] = metric
     return metric
+
+
+def attach_moments(
+    name: str,
+    fn: Callable[[Any, Mapping[str, Any]], MetricResult],
+    when: Callable[[Mapping[str, Any]], bool] | None = None,
+) -> None:
+    """Give a registered metric its moment route (set once, at import of ``metrics.moments``).
+
+    The moment functions live in :mod:`repsim_cli.metrics.moments`, which imports the metric
+    modules for their shared helpers; attaching afterwards keeps the imports one-way.
+    """
+    metric = REGISTRY[name]
+    object.__setattr__(metric, "from_moments", fn)  # frozen dataclass: one-time wiring
+    object.__setattr__(metric, "moments_when", when)
 
 
 def get_metric(name: str) -> Metric:

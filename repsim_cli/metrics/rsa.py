@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from repsim_cli.errors import RepsimError
-from repsim_cli.metrics._linalg import as_float64, center
+from repsim_cli.metrics._linalg import prescaled
 from repsim_cli.metrics.cka import squared_distances
 from repsim_cli.metrics.registry import Metric, MetricResult, Param, register
 
@@ -41,7 +41,9 @@ def rdm(x: np.ndarray, kind: str = "correlation", center_columns: bool = True) -
     its features; a row with no variance gets correlation 0 with every other row).
     ``euclidean``: ||x_i - x_j||_2.
     """
-    xc = center(x) if center_columns else np.array(as_float64(x), copy=True)
+    # x / s with s an exact power of two: no overflow at 1e300, no underflow at 1e-300; the RDM of
+    # euclidean distances is then that of x divided by s, which rank and Pearson comparisons ignore
+    xc = prescaled(x, center_columns)
     if kind == "correlation":
         xc -= xc.mean(axis=1, keepdims=True)
         norms = np.linalg.norm(xc, axis=1)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from repsim_cli.errors import RepsimError
-from repsim_cli.metrics._linalg import as_float64, center, rank_tolerance
+from repsim_cli.metrics._linalg import as_float64, center, prescaled, rank_tolerance, scaled_center
 from repsim_cli.metrics.registry import Metric, MetricResult, Param, register
 
 #: below this fraction of (T1 + T2), a difference T1 + T2 - 2 T3 is recomputed without cancellation
@@ -38,6 +38,8 @@ def psd_difference(a: np.ndarray, b: np.ndarray, norm: str = "fro") -> float:
     """
     if np.array_equal(a, b):
         return 0.0
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise RepsimError("rsm_diff: the similarity matrices overflow float64 at this magnitude of activations")
     r = np.asarray(np.linalg.qr(np.concatenate([a, b], axis=1), mode="r"))
     ra, rb = r[:, : a.shape[1]], r[:, a.shape[1] :]
     m = ra @ ra.T - rb @ rb.T
@@ -55,6 +57,8 @@ def spectral_norm_symmetric(m: np.ndarray, dense_below: int = 1500) -> float:
     n = m.shape[0]
     if n == 0:
         return 0.0
+    if not np.isfinite(m).all():
+        raise RepsimError("rsm_diff: the similarity matrices overflow float64 at this magnitude of activations")
     if n < dense_below:
         return float(np.abs(np.linalg.eigvalsh(m)).max())
     from scipy.sparse.linalg import ArpackNoConvergence, eigsh
@@ -139,7 +143,7 @@ def _dcor_prepare(x: np.ndarray, params: Mapping[str, Any]) -> DistanceState:
     n = x.shape[0]
     if n < (4 if params["unbiased"] else 2):
         raise RepsimError(f"dcor{':unbiased=true' if params['unbiased'] else ''} needs N >= {4 if params['unbiased'] else 2} inputs, got N={n}")
-    d, sums = euclidean_distances(x)
+    d, sums = euclidean_distances(prescaled(x))  # x / s (exact power of two): dcor ignores scale, no overflow
     self_dot = centre_distances(d, sums, params["unbiased"])
     return DistanceState(d, self_dot)
 
@@ -229,7 +233,10 @@ def rsm_matrix(x: np.ndarray, rsm: str, center_columns: bool = True) -> np.ndarr
     """
     if rsm == "euclidean":
         return euclidean_distances(x)[0]
-    z = center(x) if center_columns else np.array(as_float64(x), copy=True)
+    if rsm == "cosine":  # cosines ignore scale: x / s (exact power of two) neither overflows nor underflows
+        z = prescaled(x, center_columns)
+    else:
+        z = center(x) if center_columns else np.array(as_float64(x), copy=True)
     if rsm == "cosine":
         norms = np.linalg.norm(z, axis=1)
         norms[norms == 0.0] = 1.0
@@ -364,7 +371,7 @@ class SpanState:
 
 
 def _eos_prepare(x: np.ndarray, params: Mapping[str, Any]) -> SpanState:
-    z = center(x) if params["center"] else as_float64(x)
+    z = prescaled(x, params["center"])  # spans ignore scale: x / s, an exact power of two
     u, s, _ = np.linalg.svd(z, full_matrices=False)
     r = int(np.count_nonzero(s > rank_tolerance(s, z.shape)))
     if r == 0:
@@ -451,10 +458,10 @@ def _gulp_prepare(x: np.ndarray, params: Mapping[str, Any]) -> RidgeState:
     the F x F covariance (N x N Gram when F > N), Z = X V (N (e + lambda))^(-1/2): the weights
     e/(e + lambda) damp exactly the directions an eigensolver resolves poorly, so this is as accurate as
     the SVD and ~3x cheaper."""
-    xc = center(x)
+    centered = scaled_center(x)  # x / s at extreme magnitudes (exact power of two); normalized below anyway
+    xc, norm = centered.xc, centered.norm
     n, f = xc.shape
-    norm = float(np.linalg.norm(xc))
-    if not norm > 0.0:
+    if centered.constant or not norm > 0.0:
         raise RepsimError(f"gulp: a {n} x {f} layer is constant after centering (rank 0)")
     xc *= np.sqrt(n) / norm  # ||X||_F^2 = N, the authors' normalization
     lam = params["lambda"]

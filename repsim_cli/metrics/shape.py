@@ -10,6 +10,13 @@ The best rotation R = argmin_{R orthogonal} ||X^ - Y^ R||_F gives (Schoenemann 1
 ``dist`` and ``angle`` are true metrics on shapes. Near identical inputs, 2 - 2 nuc loses all its
 digits to cancellation, so the distance is computed as the norm of the residual X^ - Y^ R itself
 (accurate to ~1e-15 absolute), and the angle as 2 arcsin(dist / 2).
+
+Cost: each side is centered once (after an exact power-of-two rescaling, so 1e300 and 1e-300
+activations neither overflow nor underflow) and never divided: the Frobenius norms enter as
+scalars. ``stat=similarity`` is one F_B x F_A product and the singular values (no vectors) of
+that min-sized matrix. When F > N a side is replaced by the N x N triangular factor L of
+:func:`~repsim_cli.metrics._linalg.wide_factor` (L L^T = Xc Xc^T, thin QR of Xc^T, O(N^2 F)),
+so the cost follows min(N, F).
 """
 
 from __future__ import annotations
@@ -20,33 +27,34 @@ from typing import Any, Mapping
 import numpy as np
 
 from repsim_cli.errors import RepsimError
-from repsim_cli.metrics._linalg import center
+from repsim_cli.metrics._linalg import scaled_center, wide_factor
 from repsim_cli.metrics.registry import Metric, MetricResult, Param, register
 
 
 @dataclass
 class Shape:
-    """Z (N x min(N, F)) with Z Z^T = X^ X^^T: X^ itself when F <= N, else U S of its thin SVD."""
+    """Z (N x min(N, F)) with Z Z^T = Xc Xc^T (Xc itself when F <= N, else the N x N factor L of
+    a thin QR of Xc^T), and ``norm`` = ||Xc||_F, so X^ X^^T = Z Z^T / norm^2."""
 
     z: np.ndarray
+    norm: float
 
 
 def _shape_prepare(x: np.ndarray, params: Mapping[str, Any]) -> Shape:
-    xc = center(x)
+    centered = scaled_center(x)
+    xc, norm = centered.xc, centered.norm
     n, f = xc.shape
-    norm = float(np.linalg.norm(xc))
-    raw_scale = float(np.max(np.abs(x))) if x.size else 0.0
-    if not norm > raw_scale * np.finfo(np.float64).eps * n:
+    if centered.constant:
         raise RepsimError(f"procrustes: a {n} x {f} layer is constant after centering (rank 0); its shape is undefined")
-    xc /= norm
-    if f > n and params.get("align", "rotation") == "rotation":  # rotation: X^ matters only through X^ X^^T
-        u, s, _ = np.linalg.svd(xc, full_matrices=False)
-        xc = u * s
-    return Shape(xc)
+    if params.get("align", "rotation") == "permutation":  # the best column permutation needs the columns of X^
+        return Shape(xc / norm, 1.0)
+    if f > n:  # rotation: every quantity below depends on Xc only through Xc Xc^T
+        xc = wide_factor(xc)
+    return Shape(xc, norm)
 
 
 def _shape_permute(prep: Shape, perm: np.ndarray, params: Mapping[str, Any]) -> Shape:
-    return Shape(prep.z[perm])
+    return Shape(prep.z[perm], prep.norm)
 
 
 def _pad(z: np.ndarray, width: int) -> np.ndarray:
@@ -57,6 +65,12 @@ def _pad(z: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
+def nuclear_norm(a: Shape, b: Shape) -> float:
+    """||X^^T Y^||_* = sum of the singular values of Zb^T Za / (||Xc|| ||Yc||), values only."""
+    s = np.linalg.svd(b.z.T @ a.z, compute_uv=False)
+    return min(float(s.sum()) / a.norm / b.norm, 1.0)
+
+
 def procrustes_terms(a: Shape, b: Shape) -> tuple[float, float]:
     """(nuc, dist) for two prepared sides; dist is the residual of the optimal rotation.
 
@@ -64,7 +78,7 @@ def procrustes_terms(a: Shape, b: Shape) -> tuple[float, float]:
     ||X^ - Y^ R||_F^2 = 2 - 2 nuc exactly (a rectangular partial isometry would shrink ||Y^ R||).
     """
     width = max(a.z.shape[1], b.z.shape[1])
-    za, zb = _pad(a.z, width), _pad(b.z, width)
+    za, zb = _pad(a.z / a.norm, width), _pad(b.z / b.norm, width)
     u, s, vt = np.linalg.svd(zb.T @ za)  # square: Y^T X (width x width)
     nuc = float(s.sum())
     resid = za - zb @ (u @ vt)
@@ -78,11 +92,11 @@ def _procrustes_pair(a: Shape, b: Shape, params: Mapping[str, Any]) -> MetricRes
         from repsim_cli.metrics.alignment import permutation_pair
 
         return permutation_pair(a.z, b.z, params["stat"])
-    nuc, dist = procrustes_terms(a, b)
     stat = params["stat"]
-    if stat == "similarity":
-        value = nuc
-    elif stat == "distance":
+    if stat == "similarity":  # no rotation, no residual: one product and singular values only
+        return MetricResult(nuclear_norm(a, b), {})
+    nuc, dist = procrustes_terms(a, b)
+    if stat == "distance":
         value = dist
     else:
         value = 2.0 * float(np.arcsin(min(dist / 2.0, 1.0)))

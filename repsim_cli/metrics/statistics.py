@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from repsim_cli.errors import RepsimError
-from repsim_cli.metrics._linalg import center
+from repsim_cli.metrics._linalg import center, power_of_two_scale
 from repsim_cli.metrics.registry import Metric, MetricResult, Param, register
 
 REFERENCE = (
@@ -99,13 +99,15 @@ MAGNITUDE = register(
 def concentricity(x: np.ndarray) -> Statistic:
     """mean_i cos(x_i, mean X) on raw rows; a zero row (or a zero mean) counts as cosine 0."""
     x = np.asarray(x)
-    mu = mean_row(x)
+    inv = 1.0 / power_of_two_scale(x)  # cosines ignore scale: rows times an exact power of two, no overflow
+    mu = mean_row(x) * inv
     mu_norm = float(np.linalg.norm(mu))
     if mu_norm == 0.0:
         return Statistic(0.0, ["concentricity: the mean row is exactly zero; every cosine counts as 0"])
     direction = mu / mu_norm
     total, zeros = 0.0, 0
     for blk in _row_blocks(x):
+        blk = blk * inv
         norms = np.sqrt(np.einsum("ij,ij->i", blk, blk))
         zero = norms == 0.0
         zeros += int(zero.sum())

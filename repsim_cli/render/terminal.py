@@ -32,7 +32,7 @@ def compare_table(records: Sequence[dict[str, Any]], seed: int) -> Any:
     table = Table(caption=f"seed {seed}", caption_justify="left")
     for col in ("A", "B", "metric", "value", "N", "F_A", "F_B"):
         table.add_column(col, justify="right" if col in ("value", "N", "F_A", "F_B") else "left")
-    keys = ("null_mean_exact", "adjusted", "p_value", "p_moments", "z", "z_exact", "ci_low", "ci_high")
+    keys = ("null_mean_exact", "adjusted", "p_value", "p_moments", "z", "z_exact", "ci_low", "ci_high", "ci_method")
     extras = [k for k in keys if any(k in r for r in records)]
     for k in extras:
         table.add_column({"null_mean_exact": "E0"}.get(k, k), justify="right")
@@ -335,7 +335,7 @@ def metrics_table(entries: list[dict[str, Any]]) -> Any:
             f"{p['name']}=" + ("|".join(_fmt_param(c) for c in p["choices"]) if p["choices"] else p["type"]) + f" ({_fmt_param(p['default'])})"
             for p in e["params"]
         )
-        kind = f"{e['kind']}\nsymmetric: {e['symmetry']}"
+        kind = f"{e['kind']}\nsymmetric: {e['symmetry']}" + (f"\nstreams: {e['streamable_note']}" if 'streamable_note' in e else "")
         table.add_row(
             f"{e['name']}\n{e['summary']}",
             params or "-",

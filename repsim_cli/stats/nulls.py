@@ -33,6 +33,7 @@ Progress = Callable[[int], None]
 #: spawn-key prefixes separating the random streams drawn from one user seed
 BOOT_STREAM = 0x626F6F74  # "boot"
 LABEL_STREAM = 0x6C61626C  # "labl"
+JACK_STREAM = 0x6A61636B  # "jack": the grouped jackknife's partition
 #: permutations / resamples per unit of work (progress granularity, process chunks)
 _CHUNK = 8
 #: relabellings evaluated at once by the group test (bounds memory: chunk x pairs floats)
@@ -422,9 +423,10 @@ def permutation_null(
 
 @dataclass
 class BootstrapResult:
-    """Percentile bootstrap interval of one comparison (same resampled rows on both sides)."""
+    """Interval of one comparison: percentile or BCa bootstrap (same resampled rows on both sides),
+    or the delete-one jackknife normal interval (``ci_method``; see :mod:`repsim_cli.stats.intervals`)."""
 
-    values: np.ndarray  # finite bootstrap values, resample order
+    values: np.ndarray  # finite bootstrap values, resample order (jackknife: the N delete-one values)
     ci: float
     ci_low: float
     ci_high: float
@@ -432,19 +434,25 @@ class BootstrapResult:
     unique_rows: bool
     seed: int
     warnings: list[str] = field(default_factory=list)
+    ci_method: str = "percentile"
+    se: float | None = None  # jackknife standard error (jackknife and bca)
 
     @property
     def bootstrap(self) -> int:
-        return int(self.values.size)
+        return 0 if self.ci_method == "jackknife" else int(self.values.size)
 
     def as_record(self) -> dict[str, Any]:
-        return {
+        rec: dict[str, Any] = {
             "ci_low": self.ci_low,
             "ci_high": self.ci_high,
+            "ci_method": self.ci_method,
             "bootstrap": self.bootstrap,
             "ci": self.ci,
-            "bootstrap_rows": "unique" if self.unique_rows else "all",
+            "bootstrap_rows": None if self.ci_method == "jackknife" else ("unique" if self.unique_rows else "all"),
         }
+        if self.se is not None:
+            rec["jackknife_se"] = _finite_or_none(self.se)
+        return rec
 
 
 def percentile_interval(values: np.ndarray, ci: float) -> tuple[float, float]:
@@ -477,8 +485,16 @@ def bootstrap_interval(
     unique_rows: bool | None = None,
     observed: float | None = None,
     groups: np.ndarray | None = None,
+    ci_method: str | None = None,
 ) -> BootstrapResult:
-    """Percentile bootstrap interval of ``metric(x, y)``.
+    """Interval of ``metric(x, y)``: percentile or BCa bootstrap, or the delete-one jackknife.
+
+    ``ci_method`` (:data:`repsim_cli.stats.intervals.CI_METHODS`; None: :func:`~repsim_cli.stats.intervals.
+    default_ci_method`, i.e. ``jackknife`` for the indexes resampled with duplicated rows, whose
+    value shifts with the number of distinct inputs, ``percentile`` for the others). ``jackknife``
+    draws no bootstrap resample: estimate +- z se from N delete-one values (downdates for moment
+    metrics, see :mod:`repsim_cli.stats.intervals`). ``bca`` uses the B resamples and the jackknife's
+    acceleration. The rest of this docstring describes the bootstrap resamples.
 
     Each resample draws N rows with replacement (:func:`bootstrap_rows`, child seed per
     resample) and uses the *same* rows on both sides, so the pairing of inputs is kept; the
@@ -493,16 +509,24 @@ def bootstrap_interval(
     ``groups`` (a cluster id per row, clusters contiguous) resamples whole clusters instead of
     rows (cluster bootstrap): the tokens of one sequence move together under ``pool tokens``.
     """
+    from repsim_cli.stats import intervals
+
     seed = _check_seed(seed)
     _check_ci(ci)
-    if n_boot < 2:
-        raise RepsimError(f"bootstrap must be >= 2, got {n_boot}")
+    unique = needs_distinct_rows(metric) if unique_rows is None else bool(unique_rows)
+    method = intervals.default_ci_method(metric, unique) if ci_method is None else intervals.check_ci_method(ci_method)
+    if n_boot < 2 and method != "jackknife":
+        raise RepsimError(f"ci_method={method} resamples the inputs; use bootstrap 2 or more (got {n_boot}), or ci_method=jackknife")
     if jobs < 1:
         raise RepsimError(f"jobs must be >= 1, got {jobs}")
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     _check_pair(x, y)
-    unique = needs_distinct_rows(metric) if unique_rows is None else bool(unique_rows)
+    if method == "jackknife":
+        lo, hi, jk, notes = intervals.jackknife_interval(metric, x, y, ci, observed, seed)
+        if progress and n_boot:
+            progress(n_boot)
+        return BootstrapResult(jk.values, ci, lo, hi, n_boot, unique, seed, notes, "jackknife", jk.se)
     job = _Job(metric, x, y)
     chunks = _chunks(n_boot, jobs)
     if groups is not None and len(groups) != x.shape[0]:
@@ -523,13 +547,23 @@ def bootstrap_interval(
         warnings.append(f"{metric.spec}: {len(errors)} of {n_boot} bootstrap resamples were undefined and skipped ({first})")
     if finite.size < 2:
         raise RepsimError(f"{metric.spec}: the bootstrap failed: only {finite.size} of {n_boot} resamples gave a value")
-    lo, hi = percentile_interval(finite, ci)
+    se = None
+    if method == "bca":
+        if observed is None:
+            observed = float(metric.compute(x, y).value)
+        jk = intervals.jackknife(metric, x, y, observed, seed=seed)
+        lo, hi, notes = intervals.bca_interval(finite, observed, jk.acceleration, ci)
+        se = jk.se
+        warnings += notes + ([intervals.recompute_note(metric, jk, x.shape[0])] if jk.route != "downdate" else [])
+    else:
+        lo, hi = percentile_interval(finite, ci)
     warnings += _tail_warning(finite.size, ci, "bootstrap values")
     tol = 1e-12 * max(1.0, abs(observed)) if observed is not None else 0.0
-    if observed is not None and not lo - tol <= observed <= hi + tol:
+    if method == "percentile" and observed is not None and not lo - tol <= observed <= hi + tol:
         warnings.append(
             f"{metric.spec}: the observed value {observed:.4g} lies outside its {ci:g} bootstrap interval "
             f"[{lo:.4g}, {hi:.4g}]: this index depends on how many distinct inputs there are (a resample holds "
-            "~63% of them), so resampled values are shifted; read the interval's width, not its location"
+            "~63% of them), so resampled values are shifted; read the interval's width, not its location, or use "
+            "ci_method=jackknife (an interval around the estimate)"
         )
-    return BootstrapResult(finite, ci, lo, hi, n_boot, unique, seed, warnings)
+    return BootstrapResult(finite, ci, lo, hi, n_boot, unique, seed, warnings, method, se)
