@@ -90,7 +90,7 @@ def test_registry_says_which_metrics_stream():
 def test_metrics_command_shows_the_route():
     from repsim_cli.cli.metrics_cmd import describe
 
-    assert describe(REGISTRY["cka"])["streamable_note"] == "yes, except with kernel=rbf, minibatch>0"
+    assert describe(REGISTRY["cka"])["streamable_note"] == "yes, except with kernel=rbf, adjusted=true, minibatch>0"
     assert describe(REGISTRY["cca"])["streamable"] is True
     assert describe(REGISTRY["rsa"])["streamable"] is False
 

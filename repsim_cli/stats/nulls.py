@@ -515,6 +515,10 @@ def bootstrap_interval(
     _check_ci(ci)
     unique = needs_distinct_rows(metric) if unique_rows is None else bool(unique_rows)
     method = intervals.default_ci_method(metric, unique) if ci_method is None else intervals.check_ci_method(ci_method)
+    if groups is not None and method == "jackknife":
+        if ci_method == "jackknife":  # rows are tokens of whole sequences: deleting one token is not a resample
+            raise RepsimError("ci_method=jackknife deletes single rows; with rows grouped into sequences (pool tokens) use percentile or bca")
+        method = "percentile"  # the cluster bootstrap resamples whole sequences
     if n_boot < 2 and method != "jackknife":
         raise RepsimError(f"ci_method={method} resamples the inputs; use bootstrap 2 or more (got {n_boot}), or ci_method=jackknife")
     if jobs < 1:
