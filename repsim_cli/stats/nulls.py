@@ -22,7 +22,7 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -92,6 +92,12 @@ def permutation_indices(n: int, count: int, seed: int) -> np.ndarray:
     for k in range(count):
         out[k] = _permutation(n, seed, k)
     return out
+
+
+def iter_permutations(n: int, count: int, seed: int) -> Iterator[np.ndarray]:
+    """The rows of :func:`permutation_indices` one at a time (memory O(n), not count x n); same permutations."""
+    for k in range(count):
+        yield _permutation(n, seed, k)
 
 
 def bootstrap_rows(n: int, seed: int, k: int, unique: bool = False) -> np.ndarray:
