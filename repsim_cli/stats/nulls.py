@@ -473,6 +473,23 @@ def _tail_warning(count: int, ci: float, what: str) -> list[str]:
     return []
 
 
+def _interval_method(metric: Any, unique: bool, ci_method: str | None, groups: np.ndarray | None, n_boot: int, jobs: int) -> str:
+    """The interval method to use (checked): the metric's default unless given; rows grouped into
+    sequences never take the jackknife (deleting one token of a sequence is not a resample)."""
+    from repsim_cli.stats import intervals
+
+    method = intervals.default_ci_method(metric, unique) if ci_method is None else intervals.check_ci_method(ci_method)
+    if groups is not None and method == "jackknife":
+        if ci_method == "jackknife":
+            raise RepsimError("ci_method=jackknife deletes single rows; with rows grouped into sequences (pool tokens) use percentile or bca")
+        method = "percentile"  # the cluster bootstrap resamples whole sequences
+    if n_boot < 2 and method != "jackknife":
+        raise RepsimError(f"ci_method={method} resamples the inputs; use bootstrap 2 or more (got {n_boot}), or ci_method=jackknife")
+    if jobs < 1:
+        raise RepsimError(f"jobs must be >= 1, got {jobs}")
+    return method
+
+
 def bootstrap_interval(
     metric: Any,
     x: np.ndarray,
@@ -514,15 +531,7 @@ def bootstrap_interval(
     seed = _check_seed(seed)
     _check_ci(ci)
     unique = needs_distinct_rows(metric) if unique_rows is None else bool(unique_rows)
-    method = intervals.default_ci_method(metric, unique) if ci_method is None else intervals.check_ci_method(ci_method)
-    if groups is not None and method == "jackknife":
-        if ci_method == "jackknife":  # rows are tokens of whole sequences: deleting one token is not a resample
-            raise RepsimError("ci_method=jackknife deletes single rows; with rows grouped into sequences (pool tokens) use percentile or bca")
-        method = "percentile"  # the cluster bootstrap resamples whole sequences
-    if n_boot < 2 and method != "jackknife":
-        raise RepsimError(f"ci_method={method} resamples the inputs; use bootstrap 2 or more (got {n_boot}), or ci_method=jackknife")
-    if jobs < 1:
-        raise RepsimError(f"jobs must be >= 1, got {jobs}")
+    method = _interval_method(metric, unique, ci_method, groups, n_boot, jobs)
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     _check_pair(x, y)
