@@ -34,13 +34,17 @@ demo: venv
 	@echo "== two seeds of one architecture ==";         $(REPSIM) compare $(S)/mlp_seed0.h5 $(S)/mlp_seed1.h5 -m cka -m cca -m matched -m meanmax
 	@echo "== two architectures ==";                      $(REPSIM) compare $(S)/mlp_seed0.h5 $(S)/wide_seed0.h5 -m cka -m cca -m matched -m meanmax
 	@echo "== against chance (permutation null, bootstrap interval) =="; \
-	  $(REPSIM) compare $(S)/mlp_seed0.h5:layers/3 $(S)/wide_seed0.h5:layers/3 -m cka --permutations 999 --bootstrap 500 --seed 1
+	  $(REPSIM) compare $(S)/mlp_seed0.h5:layers/3 $(S)/wide_seed0.h5:layers/3 -m cka --permutations 999 --bootstrap 500 --seed 1 --chance
+	@echo "== the same pair streamed from disk in row blocks (the route for files larger than memory) =="; \
+	  $(REPSIM) compare $(S)/mlp_seed0.h5 $(S)/wide_seed0.h5 -m cka -m cca -m procrustes --stream --block-rows 100
 	@echo "== layer x layer grid ==";                     $(REPSIM) heatmap $(S)/mlp_seed0.h5 $(S)/mlp_seed1.h5 --annotate -o $(OUT)/heatmap_mlp_seed0_vs_seed1.png
 	@echo "(image: $(OUT)/heatmap_mlp_seed0_vs_seed1.png)"
 	@echo "== do two architectures differ more than two seeds? =="; \
 	  $(REPSIM) test --group mlp $(S)/mlp_seed0.h5 $(S)/mlp_seed1.h5 $(S)/mlp_seed2.h5 --group wide $(S)/wide_seed0.h5 $(S)/wide_seed1.h5
 	@echo "== which inputs the network treats as similar (gradient cosine) =="; \
 	  $(REPSIM) inputsim $(S)/grads.h5 --query 0,1,2,3,4 --top-k 5 --train $(S)/grads.h5:train_grads
+	@echo "== the same from Python: import repsim_cli as rs =="; \
+	  $(BIN)/python -W ignore -c "import repsim_cli as rs; print(rs.compare('$(S)/mlp_seed0.h5', '$(S)/mlp_seed1.h5', ['cka', 'shape:alpha=0.5', 'knn:stat=jaccard']))"
 
 bench: venv
 	$(BIN)/python bench/run_all.py

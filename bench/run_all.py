@@ -20,7 +20,7 @@ sys.path.insert(0, HERE)
 
 from _floor import blas_info  # noqa: E402
 
-SCRIPTS = ("compare_cli", "api", "metrics", "nulls", "heatmap", "inputsim", "cat13a", "cat13b", "cat13c", "capture12", "chance15", "moments11", "numerics14", "harden14b")
+SCRIPTS = ("compare_cli", "api", "metrics", "nulls", "heatmap", "inputsim", "cat13a", "cat13b", "cat13c", "capture12", "chance15", "moments11", "numerics14", "harden14c", "harden14b")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,7 @@ from repsim_cli.engines import inputsim as inputsim_engine
 from repsim_cli.engines.compare import LoadOptions
 from repsim_cli.engines.moments import apply_shuffle_rows, heatmap_with_moments, parse_bytes
 from repsim_cli.errors import RepsimError, warn
+from repsim_cli.io.budget import advice_scope, budget_scope
 from repsim_cli.io.gradients import GradRef, find_labels, resolve_gradients, validate_gradients
 from repsim_cli.io.layers import describe_file, split_selector
 from repsim_cli.io.sources import MemoryScope, Source, as_array
@@ -63,6 +64,16 @@ def _options(seed: int, max_samples: int | None, samples: Samples, pool: str, ch
     if samples is not None and not isinstance(samples, str):
         samples = np.asarray(samples)
     return LoadOptions(max_samples, seed, samples, pool, channel_axis, max_gram)
+
+
+def _memory_advice(refs: Sequence[Any], stream: bool = False) -> str:
+    """What to do when a layer does not fit (only the options this call has and that would help)."""
+    parts = ["use max_samples M (a random subset of the rows)"]
+    if any(len(r.shape) > 2 for r in refs):
+        parts.append("pool mean (average N-D layers over every axis but one)")
+    if stream:
+        parts.append("stream=True (linear CKA read in row blocks, never whole)")
+    return ", or ".join(parts)
 
 
 def _check_token_rows(pool: str, resampling: Any) -> None:
@@ -156,7 +167,9 @@ def compare(
         pairs, notes = compare_engine.pair_refs(a_refs, b_refs, a_name, b_name, a_arg, b_arg)
         _issue(notes)
         total = compare_engine.count_steps(pairs, bound, permutations, bootstrap)
-        with progress_bar("compare", total, enabled=progress) as advance:
+        streams = all(m.name == "cka" and m.params.get("kernel") == "linear" for m in bound) and not (permutations or bootstrap)
+        advice = _memory_advice([*a_refs, *b_refs], streams and max_samples is None and samples is None)
+        with progress_bar("compare", total, enabled=progress) as advance, advice_scope(advice):
             records = compare_engine.compare_layers(
                 pairs, bound, options, details=details, permutations=permutations, bootstrap=bootstrap,
                 ci=ci, jobs=jobs, stream=stream, progress=advance, engine=engine, scheduler=scheduler,
@@ -180,6 +193,7 @@ def heatmap(
     channel_axis: int = 1,
     max_gram: int = 20000,
     max_memory: float | str | None = None,
+    image: bool = False,
     progress: bool | str = False,
     chance: bool = False,
     stream: bool | None = None,
@@ -197,6 +211,8 @@ def heatmap(
     on both sides, :attr:`Grid.sanity_check` reports Kornblith et al.'s (2019) check: in how
     many rows the same-index layer is strictly the most similar. ``permutations``: a p-value
     per cell from one shared, seeded set of row permutations, Holm-adjusted over the grid.
+    ``image=True``: the grid will be drawn, so refuse it before computing when it is too large
+    to draw (``render.images.check_image_grid``: layers per side, pixels).
     ``chance`` (cka, biased hsic): the exact chance level E0 of every cell and its Pearson III
     p-value from the exact permutation moments (:attr:`Grid.chance_mean`, :attr:`Grid.p_moments`,
     :attr:`Grid.above_chance`: Holm-adjusted ``p_moments`` <= ``alpha``).
@@ -223,9 +239,15 @@ def heatmap(
     with MemoryScope() as mem:
         row_refs = mem.layer_refs(a, "A")
         col_refs = None if b is None else mem.layer_refs(b, "B")
+        if image:
+            from repsim_cli.render.images import check_image_grid
+
+            check_image_grid(len(row_refs), len(row_refs if col_refs is None else col_refs))
         cells = grid_engine.count_cells(len(row_refs), None if col_refs is None else len(col_refs), bound)
         tested = grid_engine.count_tested(len(row_refs), None if col_refs is None else len(col_refs), bound)
-        with progress_bar("heatmap", cells + permutations * tested, enabled=progress) as advance:
+        advice = _memory_advice([*row_refs, *(col_refs or [])]) + ", or fewer layers (FILE:GLOB)"
+        with progress_bar("heatmap", cells + permutations * tested, enabled=progress) as advance, \
+                advice_scope(advice), budget_scope(budget):
             result = None if chance else heatmap_with_moments(
                 row_refs, col_refs, bound, options, permutations=permutations, stream=stream, engine=engine,
                 scheduler=scheduler, workers=workers, block_rows=block_rows, max_memory=budget, progress=advance,
@@ -294,7 +316,8 @@ def test(
                 return group_engine.file_run_layers(os.fspath(run), layer)
             return group_engine.filter_layers(mem.layer_refs(run, label), layer, label)
 
-        with progress_bar("test", n_resamples, enabled=progress) as advance:
+        with progress_bar("test", n_resamples, enabled=progress) as advance, \
+                advice_scope("use max_samples M (a random subset of the rows), or pool mean for N-D layers"):
             result = group_engine.group_test_runs(items, resolve, bound, options, null, n_resamples, ci, advance)
     _issue(result.warnings)
     return result

@@ -58,7 +58,10 @@ def assert_routes_agree(x: np.ndarray, y: np.ndarray, moments: Moments, specs=MO
             assert any("tied at 1" in w for w in got.warnings)
             continue
         err = abs(got.value - expected.value)
-        assert err <= max(1e-10 * abs(expected.value), 1e-12), (spec, expected.value, got.value)
+        # debiased estimators are differences of O(1) terms divided by (n-3): near 0 at tiny N their value
+        # cancels, so they are held to 1e-10 absolute there (seen: N=5, 1-row blocks, offset 1e4: 4.5e-12)
+        floor = 1e-10 if "debiased=true" in spec and x.shape[0] < 10 else 1e-12
+        assert err <= max(1e-10 * abs(expected.value), floor), (spec, expected.value, got.value)
         worst = max(worst, err / max(abs(expected.value), 1e-2))
         assert _comparable(got) == _comparable(expected), spec
         assert len(got.warnings) == len(expected.warnings), (spec, got.warnings, expected.warnings)

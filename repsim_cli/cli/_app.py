@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
 import sys
@@ -107,7 +108,8 @@ PARAM_FLAGS = {
     "max_samples": "--max-samples", "channel_axis": "--channel-axis", "max_gram": "--max-gram",
     "max_memory": "--max-memory", "block_size": "--block-size", "kernel_dtype": "--kernel-dtype",
     "multi_output": "--multi-output", "drop_zero": "--drop-zero", "top_k": "--top-k",
-    "fail_below": "--fail-below", "fail_above": "--fail-above", "n_resamples": "-B",
+    "fail_below": "--fail-below", "fail_above": "--fail-above", "fail_sanity_below": "--fail-sanity-below",
+    "fail_p_below": "--fail-p-below", "fail_p_above": "--fail-p-above", "n_resamples": "-B",
     "samples": "--samples", "pool": "--pool", "stream": "--stream", "permutations": "--permutations",
     "bootstrap": "--bootstrap", "alpha": "--alpha", "rcond": "--rcond", "threshold": "--threshold",
     "seed": "--seed", "jobs": "--jobs", "ci": "--ci", "ci_method": "--ci-method", "format": "--format", "null": "--null",
@@ -123,8 +125,14 @@ _PLAIN = re.compile(
 )
 
 
+#: library phrases that are whole flags on the command line
+LITERAL_FLAGS = {"stream=True": "--stream", "constant=False": "--no-constant"}
+
+
 def to_flags(message: str) -> str:
     """A library message with parameter names replaced by this CLI's flags."""
+    for phrase, flag in LITERAL_FLAGS.items():
+        message = message.replace(phrase, flag)
     message = _UNDERSCORED.sub(lambda m: PARAM_FLAGS[m.group(1)], message)
     return _PLAIN.sub(lambda m: PARAM_FLAGS[m.group(1)], message)
 
@@ -145,6 +153,28 @@ class Terminated(KeyboardInterrupt):
         self.exit_code = 128 + signum
 
 
+def flag_of(param: str) -> str:
+    """The command-line flag of a parameter (``max_memory`` -> ``--max-memory``)."""
+    return PARAM_FLAGS.get(param, "--" + param.replace("_", "-"))
+
+
+def check_not_nan(options: dict[str, Any]) -> None:
+    """A NaN option value (``--ci nan``, ``--vmin nan``) is a usage error, whatever the command."""
+    for name, value in options.items():
+        if isinstance(value, float) and math.isnan(value):
+            raise RepsimError(f"{flag_of(name)} must be a number, got nan")
+
+
+def memory_advice(options: dict[str, Any]) -> str:
+    """What the running command offers to use less memory (only options it has)."""
+    offers = [text for name, text in (
+        ("max_samples", "--max-samples M (a random subset of the rows)"), ("pool", "--pool mean (N-D layers)"),
+        ("stream", "--stream (linear CKA)"), ("block_size", "a smaller --block-size"),
+        ("max_memory", "a smaller --max-memory"),
+    ) if name in options]
+    return ("use " + ", or ".join(offers)) if offers else "use smaller inputs"
+
+
 def handle_errors(fn: F) -> F:
     """Turn bad input into one line and exit 2, Ctrl-C into exit 130; never a traceback."""
 
@@ -162,6 +192,7 @@ def handle_errors(fn: F) -> F:
 def _run_command(fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
     """Run a subcommand: bad input -> one line and exit 2; Ctrl-C/SIGTERM/SIGHUP -> 128 + signal."""
     try:
+        check_not_nan(kwargs)
         with warnings.catch_warnings():  # library warnings -> "repsim: warning: ..." lines
             warnings.simplefilter("always", RepsimWarning)
             warnings.showwarning = _show_warning
@@ -175,7 +206,7 @@ def _run_command(fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         INTERRUPTED["code"] = code
         raise typer.Exit(code) from None
     except MemoryError:
-        error("out of memory; reduce the inputs with --max-samples or --pool mean")
+        error("out of memory; " + memory_advice(kwargs))
         raise typer.Exit(2) from None
     except BrokenPipeError:
         raise typer.Exit(0) from None

@@ -8,6 +8,7 @@ from typing import Any, Callable, Sequence
 import typer
 
 from repsim_cli.engines.compare import LoadOptions
+from repsim_cli.errors import RepsimError
 from repsim_cli.io.layers import split_selector
 from repsim_cli.render import (
     check_distinct_outputs,
@@ -19,6 +20,7 @@ from repsim_cli.render import (
     write_atomic,
     write_stdout,
 )
+from repsim_cli.render.encoding import fit_encoding
 from repsim_cli.render.output import STDOUT
 from repsim_cli.render.progress import progress
 
@@ -44,6 +46,16 @@ PoolOpt = typer.Option("none", "--pool", help=(
 ))
 ChannelAxisOpt = typer.Option(1, "--channel-axis", help="Axis kept by --pool mean (default 1: channels of N x C x H x W).")
 MaxGramOpt = typer.Option(20000, "--max-gram", help="Refuse metrics that build N x N matrices (rbf cka, rsa, knn) above this many inputs.")
+
+
+def one_metric(metrics: Sequence[str], command: str) -> str:
+    """The single ``-m`` of a one-metric command; two are a usage error (click would keep the last)."""
+    if len(metrics) != 1:
+        raise RepsimError(
+            f"{command} takes one --metric, got {len(metrics)} ({', '.join(metrics)}); run it once per metric"
+            + (" or use `repsim compare` with several -m" if command == "heatmap" else "")
+        )
+    return metrics[0]
 
 
 def load_options(
@@ -88,12 +100,14 @@ def emit(
     if kind == "table" and output is None and sys.stdout.isatty():
         from rich.console import Console
 
-        Console(markup=False).print(table())  # markup=False: names in cells are text, never markup
-        sys.stdout.flush()
-        return
-    text = format_text(kind, doc, records, table)
+        console = Console(markup=False)  # names in cells are text, never rich markup
+        with console.capture() as captured:  # then written in the terminal's encoding
+            console.print(table())
+        text = captured.get()
+    else:
+        text = format_text(kind, doc, records, table)
     if output is None:
-        write_stdout(text)
+        write_stdout(fit_encoding(text, getattr(sys.stdout, "encoding", None)))
     else:
         write_atomic(output, text, protected)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from repsim_cli import api
+from repsim_cli import api, gates
 from repsim_cli.cli._app import app, handle_errors, info, to_flags
 from repsim_cli.cli._scale_opts import BlockRowsOpt, EngineOpt, MaxMemoryOpt, SchedulerOpt, ShuffleRowsOpt, StreamOpt, WorkersOpt
 from repsim_cli.cli.common import (
@@ -22,7 +22,7 @@ from repsim_cli.cli.common import (
     emit,
     input_files,
 )
-from repsim_cli.engines.compare import thresholds_crossed
+from repsim_cli.metrics import parse_metric
 from repsim_cli.render.terminal import compare_table
 
 EPILOG = """
@@ -35,6 +35,8 @@ EPILOG = """
 * `repsim compare a.h5 b.h5 -m cka:debiased=true --permutations 999 --bootstrap 1000 --seed 7 -f json`
 
 * `repsim compare a.h5 b.h5 -m cka --fail-below 0.8` (CI gate: exit 1 if any value < 0.8)
+
+* `repsim compare a.h5 b.h5 -m cka -m procrustes:stat=distance --fail-below cka=0.9 --fail-above procrustes:stat=distance=0.3`
 
 * `repsim compare big_a.h5 big_b.h5 -m cka -m cca --stream --block-rows 65536` (files larger than RAM: one pass)
 
@@ -55,8 +57,14 @@ def compare(
     fmt: str | None = FormatOpt,
     output: str | None = OutputOpt,
     details: bool = typer.Option(False, "--details", help="Include per-metric details (e.g. the neuron matching of `matched`)."),
-    fail_below: float | None = typer.Option(None, "--fail-below", help="Exit 1 (after printing) if any value is below X."),
-    fail_above: float | None = typer.Option(None, "--fail-above", help="Exit 1 (after printing) if any value is above X (for distances)."),
+    fail_below: list[str] | None = typer.Option(None, "--fail-below", help=(
+        "Exit 1 (after printing) if a value is below X: `X` (every record) or `METRIC[:key=value,...]=X` "
+        "(that metric only, e.g. `cka=0.9`); repeatable. NaN values always fail."
+    )),
+    fail_above: list[str] | None = typer.Option(None, "--fail-above", help=(
+        "Exit 1 (after printing) if a value is above X (for distances): `X` or `METRIC[:key=value,...]=X`, "
+        "e.g. `procrustes:stat=distance=0.3`; repeatable."
+    )),
     permutations: int = typer.Option(0, "--permutations", help="Permutation null: shuffle B's rows B times; adds p_value, null_mean, null_std, z."),
     chance: bool = typer.Option(
         False, "--chance",
@@ -102,6 +110,8 @@ def compare(
     """
     protected = input_files([a, b, samples])
     check_outputs(fmt, output, protected)
+    gate_list = gates.parse_gates(fail_below, fail_above)
+    gates.check_gates(gate_list, [parse_metric(m) for m in metric])
     results = api.compare(
         a, b, list(metric), permutations=permutations, bootstrap=bootstrap, ci=ci, ci_method=ci_method, seed=seed,
         max_samples=max_samples, samples=samples, pool=pool, channel_axis=channel_axis, stream=stream,
@@ -110,7 +120,7 @@ def compare(
     )
     records = results.to_dicts()
     emit(results.to_dict(), records, fmt, output, protected, lambda: compare_table(records, seed))
-    crossed = thresholds_crossed(records, fail_below, fail_above)
+    crossed = gates.crossed(gate_list, records)
     for line in crossed:
         info(f"repsim: threshold crossed: {to_flags(line)}")
     if crossed:

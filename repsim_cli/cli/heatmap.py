@@ -7,8 +7,8 @@ from typing import Any, Sequence
 
 import typer
 
-from repsim_cli import api
-from repsim_cli.cli._app import app, handle_errors, info, warning
+from repsim_cli import api, gates
+from repsim_cli.cli._app import app, handle_errors, info, to_flags, warning
 from repsim_cli.cli._scale_opts import BlockRowsOpt, EngineOpt, SchedulerOpt, ShuffleRowsOpt, StreamOpt, WorkersOpt
 from repsim_cli.cli.common import (
     ChannelAxisOpt,
@@ -23,6 +23,7 @@ from repsim_cli.cli.common import (
     emit,
     format_text,
     input_files,
+    one_metric,
 )
 from repsim_cli.errors import RepsimError
 from repsim_cli.io.layers import split_selector
@@ -59,7 +60,7 @@ cell) plus `rows`, `cols`, `matrix`, `sanity_check`, and `p_values`/`p_holm`/`si
 def heatmap(
     a: str = typer.Argument(..., help="Rows: FILE or FILE:LAYER (name or glob); all layers of FILE by default."),
     b: str | None = typer.Argument(None, help="Columns: FILE or FILE:LAYER. Omitted: A against itself."),
-    metric: str = typer.Option("cka", "--metric", "-m", help="METRIC[:key=value,...] (one); see `repsim metrics`."),
+    metric: list[str] = typer.Option(["cka"], "--metric", "-m", help="METRIC[:key=value,...] (one); see `repsim metrics`."),
     output: str | None = typer.Option(
         None, "--output", "-o",
         help="Image (.png/.svg/.pdf; the grid still prints to stdout) or data (.json/.csv/.tsv/.txt, instead of stdout); atomic, never an input file.",
@@ -71,6 +72,9 @@ def heatmap(
     vmax: float | None = typer.Option(None, "--vmax", help="Colour scale maximum (default: largest value in the grid)."),
     permutations: int = typer.Option(0, "--permutations", help="Permutation p-value per cell: one shared, seeded set of row permutations; Holm over the grid."),
     alpha: float = typer.Option(0.05, "--alpha", help="Cells with Holm-adjusted p > alpha are marked (table) and hatched (image)."),
+    fail_sanity_below: float | None = typer.Option(None, "--fail-sanity-below", help=(
+        "Exit 1 (after writing) if the sanity check's fraction of correct rows is below FRACTION (needs the same number of layers on both sides)."
+    )),
     chance: bool = typer.Option(
         False, "--chance",
         help="cka/hsic (biased): the exact chance level E0 of every cell and p_moments from the exact permutation "
@@ -105,7 +109,8 @@ def heatmap(
     """
     from repsim_cli.render.images import image_format
 
-    parse_metric(metric)  # a bad -m fails before the outputs are looked at
+    spec = one_metric(metric, "heatmap")
+    parse_metric(spec)  # a bad -m fails before the outputs are looked at
     if vmin is not None and vmax is not None and not vmin < vmax:
         raise RepsimError(f"--vmin must be below --vmax, got {vmin} and {vmax}")
     protected = input_files([a, b, samples])
@@ -116,12 +121,19 @@ def heatmap(
         from repsim_cli.render.images import _pyplot
 
         _pyplot()  # fail now, not after the computation, if matplotlib is missing
+    gates.check_fraction("fail_sanity_below", fail_sanity_below)
     grid = api.heatmap(
-        a, b, metric, permutations=permutations, alpha=alpha, seed=seed, max_samples=max_samples, samples=samples,
-        pool=pool, channel_axis=channel_axis, max_gram=max_gram, max_memory=max_memory, progress=progress,
-        stream=stream, engine=engine, scheduler=scheduler, workers=workers, block_rows=block_rows, shuffle_rows=shuffle_rows, chance=chance,
+        a, b, spec, permutations=permutations, alpha=alpha, seed=seed, max_samples=max_samples, samples=samples,
+        pool=pool, channel_axis=channel_axis, max_gram=max_gram, max_memory=max_memory, image=plan["image"] is not None,
+        progress=progress, stream=stream, engine=engine, scheduler=scheduler, workers=workers,
+        block_rows=block_rows, shuffle_rows=shuffle_rows, chance=chance,
     )
     _write_outputs(grid, plan, [split_selector(x)[0] for x in (a, b) if x is not None], protected, annotate, vmin, vmax)
+    crossed = gates.sanity_crossed(grid.sanity_check, fail_sanity_below)
+    for line in crossed:
+        info(f"repsim: threshold crossed: {to_flags(line)}")
+    if crossed:
+        raise typer.Exit(1)
 
 
 def _plan_outputs(output: str | None, fmt: str | None, data_out: str | None, protected: Sequence[str], image_format: Any) -> dict[str, Any]:

@@ -28,7 +28,7 @@ Kernel (Charpiat et al., NeurIPS 2019): k(x, x') = cos(grad f(x), grad f(x')) in
 """
 
 
-def parse_query(query: str | None, query_file: str | None) -> np.ndarray | None:
+def parse_query(query: str | None, query_file: str | None) -> np.ndarray | list[int] | None:
     """``--query I,J,...`` or ``--query-file idx.npy`` -> 0-based indices (None = all rows)."""
     if query is not None and query_file is not None:
         raise RepsimError("--query and --query-file cannot be combined")
@@ -39,7 +39,7 @@ def parse_query(query: str | None, query_file: str | None) -> np.ndarray | None:
             raise RepsimError(f"--query expects comma-separated 0-based integers, got {query!r}") from None
         if not idx:
             raise RepsimError("--query is empty")
-        return np.asarray(idx, dtype=np.int64)
+        return idx  # Python ints: the library checks the range (beyond int64 too)
     if query_file is not None:
         from repsim_cli.io.layers import read_index_file
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from repsim_cli.cli._app import app, handle_errors
-from repsim_cli.cli.common import ChannelAxisOpt, FormatOpt, OutputOpt, PoolOpt, QuietOpt, emit, input_files
+from repsim_cli.cli.common import ChannelAxisOpt, FormatOpt, OutputOpt, PoolOpt, QuietOpt, check_outputs, emit, input_files
 from repsim_cli.io.layers import describe_file
 from repsim_cli.render import envelope
 from repsim_cli.render.terminal import inspect_table
@@ -41,6 +41,7 @@ def inspect(
     Layers are never loaded whole: constant columns are counted in row blocks of bounded
     size, and --no-constant reads metadata only.
     """
+    check_outputs(fmt, output, input_files(files))
     docs = [describe_file(arg, constant, pool, channel_axis) for arg in files]
     records = [{"file": d["file"], **entry} for d in docs for entry in d["datasets"]]
     doc = envelope("inspect", None, files=docs)

@@ -13,8 +13,8 @@ from typing import Any, Sequence
 import typer
 from typer.core import TyperCommand
 
-from repsim_cli import api
-from repsim_cli.cli._app import app, handle_errors
+from repsim_cli import api, gates
+from repsim_cli.cli._app import app, handle_errors, info, to_flags
 from repsim_cli.cli.common import (
     ChannelAxisOpt,
     FormatOpt,
@@ -29,6 +29,7 @@ from repsim_cli.cli.common import (
     check_outputs,
     emit,
     input_files,
+    one_metric,
 )
 from repsim_cli.errors import RepsimError
 from repsim_cli.render.terminal import group_test_table
@@ -129,7 +130,7 @@ GROUP_HELP = (
 def group_test_command(
     ctx: typer.Context,
     group: list[str] | None = typer.Option(None, "--group", metavar="NAME FILE FILE...", help=GROUP_HELP),
-    metric: str = typer.Option("cka", "--metric", "-m", help="METRIC[:key=value,...] (one). See `repsim metrics`."),
+    metric: list[str] = typer.Option(["cka"], "--metric", "-m", help="METRIC[:key=value,...] (one). See `repsim metrics`."),
     layer: str | None = typer.Option(
         None, "--layer", help="Layer name or glob present in every run (default: every layer shared by all runs)."
     ),
@@ -138,6 +139,12 @@ def group_test_command(
         999, "-B", "--resamples", help="labels: enumerate all splits if there are at most B, else B random relabellings; bootstrap: B resamples."
     ),
     ci: float = typer.Option(0.95, "--ci", help="Interval level of --null bootstrap."),
+    fail_p_below: float | None = typer.Option(
+        None, "--fail-p-below", help="Exit 1 (after printing) if the combined p-value is below P (e.g. a difference that must not exist)."
+    ),
+    fail_p_above: float | None = typer.Option(
+        None, "--fail-p-above", help="Exit 1 (after printing) if the combined p-value is above P (e.g. a difference that must be significant)."
+    ),
     seed: int = SeedOpt,
     fmt: str | None = FormatOpt,
     output: str | None = OutputOpt,
@@ -154,6 +161,7 @@ def group_test_command(
     Every pair of runs is compared on same-named layers; the statistic is the mean within-group
     similarity minus the mean between-group similarity, per layer and averaged over layers.
     """
+    spec = one_metric(metric, "test")
     groups, problems = ctx.meta.get(_GROUPS_KEY, ([], []))
     if problems:
         raise RepsimError(problems[0])
@@ -161,9 +169,16 @@ def group_test_command(
         raise RepsimError("--group needs a NAME followed by its files: --group NAME FILE FILE [FILE ...]")
     protected = input_files([f for _, files in groups for f in files] + [samples])
     check_outputs(fmt, output, protected)
+    gates.check_fraction("fail_p_below", fail_p_below)
+    gates.check_fraction("fail_p_above", fail_p_above)
     result = api.test(
-        groups, metric, null=null, n_resamples=n_resamples, ci=ci, seed=seed, layer=layer, max_samples=max_samples,
+        groups, spec, null=null, n_resamples=n_resamples, ci=ci, seed=seed, layer=layer, max_samples=max_samples,
         samples=samples, pool=pool, channel_axis=channel_axis, max_gram=max_gram, progress=progress,
     )
     doc = result.to_dict()
     emit(doc, result.rows, fmt, output, protected, lambda: group_test_table(doc))
+    crossed = gates.p_crossed(result.p_value, fail_p_below, fail_p_above)
+    for line in crossed:
+        info(f"repsim: threshold crossed: {to_flags(line)}")
+    if crossed:
+        raise typer.Exit(1)

@@ -201,10 +201,7 @@ def compare_pairs(
         a, b = cache.layer(a_ref), cache.layer(b_ref)
         for metric in metrics:
             prep_a, prep_b = cache.prepared(a_ref, metric), cache.prepared(b_ref, metric)
-            try:
-                result = metric.pair(prep_a, prep_b)
-            except RepsimError as exc:
-                raise RepsimError(f"{a.label} vs {b.label}, metric {metric.spec}: {exc}") from None
+            result = pair_named(metric, prep_a, prep_b, a.label, b.label)
             record = base_record(a, b, metric, result, details)
             if chance:
                 record.update(chance_fields(metric, prep_a, prep_b, result))
@@ -331,10 +328,10 @@ def compare_streamed(
             try:
                 v = value(metric.params["debiased"])
             except RepsimError as exc:
-                raise RepsimError(f"{a.label} vs {b.label}, metric {metric.spec}: {exc}") from None
+                raise RepsimError(f"{a.label} vs {b.label}, metric {metric.spec} (streamed by {route}): {exc}") from None
             if not np.isfinite(v):
                 raise RepsimError(
-                    f"{a.label} vs {b.label}, metric {metric.spec}: the value is {v} (not finite): the streamed "
+                    f"{a.label} vs {b.label}, metric {metric.spec} (streamed by {route}): the value is {v} (not finite): the streamed "
                     "moments overflowed or divided by zero"
                 )
             records.append(make_record(
@@ -347,18 +344,21 @@ def compare_streamed(
     return records
 
 
+def pair_named(metric: BoundMetric, prep_a: Any, prep_b: Any, a_label: str, b_label: str, where: str = "") -> Any:
+    """``metric.pair`` whose errors (rank 0, NaN, ...) name both layers, the metric and where (e.g. a permutation)."""
+    try:
+        return metric.pair(prep_a, prep_b)
+    except RepsimError as exc:
+        raise RepsimError(f"{a_label} vs {b_label}, metric {metric.spec}{where}: {exc}") from None
+
+
 def thresholds_crossed(
-    records: Sequence[dict[str, Any]], fail_below: float | None, fail_above: float | None
+    records: Sequence[dict[str, Any]], fail_below: Any = None, fail_above: Any = None
 ) -> list[str]:
-    """Human-readable list of records that cross a CI gate (empty if none)."""
-    out = []
-    for r in records:
-        v = r["value"]
-        if fail_below is not None and v < fail_below:
-            out.append(f"{r['a']} vs {r['b']} {r['metric']}={v:.6g} < fail_below {fail_below}")
-        if fail_above is not None and v > fail_above:
-            out.append(f"{r['a']} vs {r['b']} {r['metric']}={v:.6g} > fail_above {fail_above}")
-    return out
+    """Human-readable list of records that cross a CI gate (empty if none); see :mod:`repsim_cli.gates`."""
+    from repsim_cli import gates
+
+    return gates.crossed(gates.parse_gates(fail_below, fail_above), records)
 
 
 def compare_layers(

@@ -26,8 +26,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from repsim_cli import stats
-from repsim_cli.engines.compare import LayerCache, LoadOptions, base_record, check_gram
+from repsim_cli.engines.compare import LayerCache, LoadOptions, base_record, check_gram, pair_named
 from repsim_cli.errors import RepsimError
+from repsim_cli.io.budget import check_allocation
 from repsim_cli.io.layers import Layer, LayerRef, check_same_n, choose_rows
 from repsim_cli.metrics import BoundMetric, MetricResult
 
@@ -404,7 +405,7 @@ def _compute_cells(
 ) -> tuple[dict[tuple[int, int], MetricResult], int]:
     results: dict[tuple[int, int], MetricResult] = {}
     for i, j in zip(*np.nonzero(compute)):
-        res = metric.pair(prep(rows[i]), prep(cols[j]))
+        res = pair_named(metric, prep(rows[i]), prep(cols[j]), rows[i].label, cols[j].label, f" (grid cell {i + 1},{j + 1})")
         if not np.isfinite(res.value):
             raise RepsimError(f"{rows[i].label} vs {cols[j].label}: {metric.spec} returned {res.value}")
         results[(int(i), int(j))] = res
@@ -477,7 +478,8 @@ def _grid_nulls(
     tested = out.computed.copy()
     if out.self_comparison:
         np.fill_diagonal(tested, False)
-    perms = stats.permutation_indices(out.n_samples, permutations, seed)
+    perms = stats.nulls.iter_permutations(out.n_samples, permutations, seed)  # one at a time: never P x N
+    check_allocation(f"the permutation null of a {r} x {c} grid with {permutations} permutations", r * c * permutations * 8)
     null = np.full((r, c, permutations), np.nan)
     col_rows = [np.flatnonzero(tested[:, j]) for j in range(c)]
     for k, perm in enumerate(perms):
@@ -487,7 +489,8 @@ def _grid_nulls(
             # the permuted column layer, prepared once for all cells of this column
             permuted = metric.permute(prep(cols[j]), perm, cols[j].data)
             for i in col_rows[j]:
-                null[i, j, k] = metric.pair(prep(rows[int(i)]), permuted).value
+                null[i, j, k] = pair_named(metric, prep(rows[int(i)]), permuted, rows[int(i)].label, cols[j].label,
+                                           f" (permutation {k + 1} of {permutations})").value
                 if progress:
                     progress(1)
     results, p, adj, sig, mask = _holm_cells(out, null, tested, metric, permutations, seed, alpha)

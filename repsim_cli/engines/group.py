@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from repsim_cli import stats
-from repsim_cli.engines.compare import LayerCache, LoadOptions, base_record
+from repsim_cli.engines.compare import LayerCache, LoadOptions, base_record, pair_named
 from repsim_cli.errors import RepsimError, warn
 from repsim_cli.io.layers import LayerRef, select_layers, split_selector
 from repsim_cli.metrics import BoundMetric
@@ -106,7 +106,7 @@ def _pairwise_values(
         between: list[dict[str, Any]] = []
         layer_warnings.append([])
         for a, b in zip(ii, jj):
-            result = metric.pair(preps[a], preps[b])
+            result = pair_named(metric, preps[a], preps[b], layers[a].label, layers[b].label)
             sims[l, a, b] = result.value
             rec = {"group_a": runs[a].group, "group_b": runs[b].group, **base_record(layers[a], layers[b], metric, result)}
             (within if runs[a].group == runs[b].group else between).append(rec)

@@ -243,6 +243,12 @@ def _check_compatible(grads: GradRef, ref: GradRef, train: GradRef | None, form:
 def _query_indices(grads: GradRef, query: Sequence[int] | np.ndarray | None) -> np.ndarray:
     if query is None:
         return np.arange(grads.n, dtype=np.int64)
+    if not isinstance(query, np.ndarray) and all(isinstance(v, (int, np.integer)) for v in query):
+        # Python ints can exceed int64: check the range before any conversion
+        beyond = [int(v) for v in query if not 0 <= int(v) < grads.n]
+        if beyond:
+            raise RepsimError(f"{grads.label} (shape {grads.shape}): query indices out of range [0, {grads.n - 1}]: "
+                              + ", ".join(str(v) for v in beyond[:5]) + (", ..." if len(beyond) > 5 else ""))
     qidx = np.asarray(query)
     if qidx.ndim != 1 or (qidx.size and not np.issubdtype(qidx.dtype, np.integer)):
         raise RepsimError(f"query indices must be a 1-D list of integers, got shape {qidx.shape} dtype {qidx.dtype}")

@@ -91,13 +91,24 @@ def _paired_blocks(a: LayerRef, b: LayerRef, pool: str, channel_axis: int, block
     rows = max(1, block_bytes // (row_a + row_b))
     bytes_a = rows * int(np.prod(a.shape[1:])) * a.dtype.itemsize
     bytes_b = rows * int(np.prod(b.shape[1:])) * b.dtype.itemsize
+    start = 0
     for blk_a, blk_b in zip(iter_row_blocks(a, max(bytes_a, 1)), iter_row_blocks(b, max(bytes_b, 1))):
         xa = to_matrix(blk_a, pool, a.feature_axis(channel_axis), a.label)
         xb = to_matrix(blk_b, pool, b.feature_axis(channel_axis), b.label)
         for x, ref in ((xa, a), (xb, b)):
             if not np.isfinite(x).all():
-                raise RepsimError(f"{ref.label} (shape {ref.shape}): NaN or infinite values in the data")
+                raise RepsimError(f"{ref.label} (shape {ref.shape}): {nonfinite_where(x, row0=start)}")
+        start += xa.shape[0]
         yield xa, xb
+
+
+def nonfinite_where(x: np.ndarray, row0: int = 0, col0: int = 0) -> str:
+    """'NaN values, first at row R, column C' for a block whose first cell is (row0, col0) of the layer."""
+    bad = ~np.isfinite(x)
+    r, c = (int(v[0]) for v in np.nonzero(bad))
+    kind = "NaN" if np.isnan(x[r, c]) else "infinite"
+    return (f"{int(bad.sum())} NaN or infinite values in this block, the first ({kind}) at row {row0 + r}, "
+            f"column {col0 + c} (0-based) of the N x F matrix")
 
 
 def streamed_hsic(
@@ -205,9 +216,11 @@ def streamed_centered_gram(
     n = ref.n_samples
     gram = np.zeros((n, n))
     scale = None
+    col0 = 0
     for block in iter_feature_blocks(ref, pool, channel_axis, block_bytes):
         if not np.isfinite(block).all():
-            raise RepsimError(f"{ref.label} (shape {ref.shape}): NaN or infinite values in the data")
+            raise RepsimError(f"{ref.label} (shape {ref.shape}): {nonfinite_where(block, col0=col0)}")
+        col0 += block.shape[1]
         if scale is None:  # exact power of two from the first block: CKA ignores it, products neither over- nor underflow
             scale = power_of_two_scale(block)
         block *= 1.0 / scale

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,6 +41,11 @@ class ArrayInfo:
     shape: tuple[int, ...]
     dtype: np.dtype
     chunks: tuple[int, ...] | None = None
+    #: another name of the same stored array (an HDF5 hard link listed earlier), or None
+    alias_of: str | None = None
+    #: why reading it would give wrong data ('' if nothing is known to be wrong), e.g. a virtual
+    #: dataset whose source file is missing or a dataset with no stored data
+    problem: str = ""
 
 
 Lister = Callable[[str], "tuple[list[ArrayInfo], dict[str, Any]]"]
@@ -90,11 +96,26 @@ def file_kind(path: str) -> str:
 
 
 def check_exists(path: str, directory_ok: bool = False) -> None:
-    """A clear error for a missing path (or a directory where a file is expected)."""
-    if not os.path.exists(path):
-        raise RepsimError(f"{path}: no such file")
-    if os.path.isdir(path) and not directory_ok:
-        raise RepsimError(f"{path}: is a directory, expected an activation file")
+    """A clear error for a missing path, a directory where a file is expected, or a file that is
+    not a regular file (a FIFO, a device, a socket: reading them could block forever)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise RepsimError(f"{path}: no such file") from None
+    except PermissionError:
+        raise RepsimError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise RepsimError(f"{path}: cannot access ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(mode):
+        if not directory_ok:
+            raise RepsimError(f"{path}: is a directory, expected an activation file")
+        return
+    if not stat.S_ISREG(mode):
+        what = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
+                else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+        raise RepsimError(f"{path}: is {what}, not a regular file; save the arrays to a file and pass that")
+    if not os.access(path, os.R_OK):
+        raise RepsimError(f"{path}: permission denied")
 
 
 def is_numeric(dtype: np.dtype) -> bool:
@@ -196,20 +217,126 @@ def iter_axis_blocks(path: str, kind: str, name: str, shape: tuple[int, ...], ax
 
 
 def _list_hdf5(path: str) -> tuple[list[ArrayInfo], dict[str, Any]]:
+    """Every dataset under every name it has (hard links, soft links, resolvable external links).
+
+    ``visititems`` visits each object once, so a dataset with two hard-linked names would be
+    listed under one of them only; here every name is listed, later names as ``alias_of`` the first.
+    """
     import h5py
 
     infos: list[ArrayInfo] = []
     with h5py.File(path, "r") as f:
         attrs = {k: decode_attr(v) for k, v in f.attrs.items()}
-
-        def visit(name: str, obj: Any) -> None:
-            if isinstance(obj, h5py.Dataset):
-                shape = tuple(int(s) for s in (obj.shape or ()))
-                infos.append(ArrayInfo(name, shape, obj.dtype, tuple(obj.chunks) if obj.chunks else None))
-
-        f.visititems(visit)
-    infos.sort(key=lambda i: natural_key(i.name))
+        first_name: dict[Any, str] = {}  # in natural order, so the first name is the same on every run
+        for name, obj in sorted(_hdf5_datasets(f), key=lambda item: natural_key(item[0])):
+            key = (obj.file.filename, h5py.h5o.get_info(obj.id).addr)
+            shape = tuple(int(s) for s in (obj.shape or ()))
+            infos.append(ArrayInfo(name, shape, obj.dtype, tuple(obj.chunks) if obj.chunks else None,
+                                   alias_of=first_name.get(key), problem=hdf5_problem(path, obj)))
+            first_name.setdefault(key, name)
     return infos, attrs
+
+
+def _hdf5_datasets(f: Any) -> Iterator[tuple[str, Any]]:
+    """(name, dataset) for every link path that leads to a dataset (each group entered once)."""
+    import h5py
+
+    seen_groups: set[Any] = set()
+    stack: list[tuple[str, Any]] = [("", f)]
+    while stack:
+        prefix, group = stack.pop()
+        gkey = (group.file.filename, h5py.h5o.get_info(group.id).addr)
+        if gkey in seen_groups:
+            continue
+        seen_groups.add(gkey)
+        for key in group:
+            name = f"{prefix}{key}"
+            try:
+                obj = group[key]
+            except (KeyError, OSError):  # a dangling soft or external link: nothing to read
+                continue
+            if isinstance(obj, h5py.Dataset):
+                yield name, obj
+            elif isinstance(obj, h5py.Group):
+                stack.append((name + "/", obj))
+
+
+def hdf5_link_problem(path: str, name: str) -> str:
+    """Why ``name`` in HDF5 file ``path`` is not a readable dataset when it is a link ('' if not a link)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            link = f.get(name, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                return f"is an external link to {link.filename}:{link.path}, which cannot be opened (missing file or dataset?)"
+            if isinstance(link, h5py.SoftLink):
+                return f"is a soft link to {link.path}, which does not exist"
+    except (OSError, KeyError, ValueError):
+        return ""
+    return ""
+
+
+def hdf5_problem(path: str, ds: Any) -> str:
+    """Why reading dataset ``ds`` of ``path`` would return invented data ('' if nothing is wrong).
+
+    - a virtual dataset whose source file (or source dataset) is missing reads as fill values
+      there: name the source and the rows it maps (relative source names are resolved against
+      the virtual file's folder, then the working directory, as HDF5 does);
+    - a dataset with a non-empty shape but no stored data (unallocated storage) reads as fill
+      values everywhere, and a huge declared shape would stream them for minutes.
+    """
+    size = int(np.prod(ds.shape)) if ds.shape else 1
+    if size == 0:
+        return ""
+    if ds.is_virtual:
+        return _virtual_problem(path, ds)
+    stored = int(ds.id.get_storage_size())
+    declared = size * ds.dtype.itemsize
+    if stored == 0:
+        return (f"declares shape {tuple(ds.shape)} ({declared / 2**20:.4g} MiB) but has no stored data "
+                "(unallocated storage: every value would read as the fill value)")
+    filtered = ds.id.get_create_plist().get_nfilters() > 0
+    if not filtered and stored < declared // 2:
+        return (f"declares shape {tuple(ds.shape)} ({declared / 2**20:.4g} MiB) but stores only "
+                f"{stored / 2**20:.4g} MiB (chunks never written would read as the fill value)")
+    return ""
+
+
+def _virtual_problem(path: str, ds: Any) -> str:
+    import h5py
+
+    folder = os.path.dirname(os.path.abspath(path))
+    for vmap in ds.virtual_sources():
+        src = vmap.file_name
+        if "%" in src:  # printf-style source patterns: not resolvable here
+            continue
+        rows = _vds_rows(vmap.vspace)
+        if src == ".":
+            target = os.path.abspath(path)
+        else:
+            cands = [src] if os.path.isabs(src) else [os.path.join(folder, src), os.path.abspath(src)]
+            target = next((c for c in cands if os.path.isfile(c)), "")
+            if not target:
+                return (f"is a virtual dataset whose source file {src!r} (rows {rows}) is missing; "
+                        "HDF5 would read fill values there. Put the source file next to the virtual file")
+        if target != os.path.abspath(path):
+            try:
+                with h5py.File(target, "r") as sf:
+                    ok = isinstance(sf.get(vmap.dset_name), h5py.Dataset)
+            except OSError:
+                return f"is a virtual dataset whose source file {src!r} (rows {rows}) cannot be opened as HDF5"
+            if not ok:
+                return f"is a virtual dataset whose source {src!r}:{vmap.dset_name} (rows {rows}) has no such dataset"
+    return ""
+
+
+def _vds_rows(space: Any) -> str:
+    try:
+        start, end = space.get_select_bounds()
+        return f"{int(start[0])}..{int(end[0])}"
+    except Exception:  # an unusual selection: the rows are not essential to the message
+        return "?"
 
 
 @contextmanager
@@ -217,7 +344,11 @@ def _open_hdf5(path: str, name: str) -> Iterator[Any]:
     import h5py
 
     with h5py.File(path, "r", rdcc_nbytes=RDCC_BYTES) as f:
-        yield f[name]
+        ds = f[name]
+        problem = hdf5_problem(path, ds) if isinstance(ds, h5py.Dataset) else ""
+        if problem:
+            raise RepsimError(f"{path}: dataset {name!r} {problem}")
+        yield ds
 
 
 # --------------------------------------------------------------------------- NumPy
@@ -256,8 +387,27 @@ def _list_npz(path: str) -> tuple[list[ArrayInfo], dict[str, Any]]:
     return infos, {}
 
 
+#: a compressed member that inflates more than this many times, to more than NPZ_BOMB_BYTES, is refused
+NPZ_BOMB_RATIO = 200
+NPZ_BOMB_BYTES = 256 * 2**20
+NPZ_ADVICE = "members of an .npz are inflated whole: save the array as .npy (memory-mapped, read in row blocks) or HDF5"
+
+
 @contextmanager
 def _open_npz(path: str, name: str) -> Iterator[Any]:
+    from repsim_cli.io.budget import check_allocation, current_advice
+
+    with zipfile.ZipFile(path) as zf, zf.open(name + ".npy") as fh:  # the header only
+        shape, dtype = _npy_header(fh)
+        stored = zf.getinfo(name + ".npy").compress_size
+    inflated = int(np.prod(shape)) * dtype.itemsize
+    if inflated > NPZ_BOMB_BYTES and inflated > NPZ_BOMB_RATIO * max(1, stored):
+        raise RepsimError(
+            f"{path}:{name} (shape {shape}, dtype {dtype}) inflates {inflated / max(1, stored):.0f}-fold, from "
+            f"{stored / 2**20:.3g} MiB to {inflated / 2**30:.3g} GiB (a decompression bomb, or a nearly constant "
+            f"array); refused. If it is genuine, {NPZ_ADVICE.split(': ', 1)[1]}"
+        )
+    check_allocation(f"{path}:{name} (shape {shape}, dtype {dtype})", inflated, f"{NPZ_ADVICE}; or {current_advice()}")
     with np.load(path, allow_pickle=False) as z:  # compressed members are read whole
         yield z[name]
 

@@ -26,18 +26,23 @@ from repsim_cli.errors import RepsimError
 from repsim_cli.io.arrays import (
     check_exists,
     file_kind,
+    hdf5_link_problem,
     is_numeric,
     list_arrays,
     read_array,
     suffixes,
 )
 from repsim_cli.io.arrays import iter_row_blocks as _iter_array_rows
+from repsim_cli.io.budget import check_allocation
 
 POOL_CHOICES = ("none", "mean", "tokens", "last", "first")
 #: pools that read an N x T x D layer's token axis and the file's ``attention_mask``
 TOKEN_POOLS = ("tokens", "last", "first")
 #: letters of an ``axes`` attribute (e.g. "N,T,D", "N,C,H,W") naming the feature axis kept by pooling
 FEATURE_AXES = ("D", "C", "F")
+#: the most ``describe_file`` (inspect) reads at once: an array that must be read whole (a
+#: compressed .npz member) above this is refused with advice instead of being inflated
+INSPECT_READ_BYTES = 512 * 2**20
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class DatasetInfo:
     dtype: np.dtype
     is_layer: bool
     reason: str = ""  # why it is not a layer
+    problem: str = ""  # why reading it would give invented data (see repsim_cli.io.arrays.hdf5_problem)
 
     @property
     def n_samples(self) -> int:
@@ -142,11 +148,13 @@ def open_activation_file(path: str) -> ActivationFile:
 
     If the file has a ``layer_order`` attribute (HDF5 root attribute) it names the layers and
     their order; otherwise every numeric array with ndim >= 2 is a layer, in the file's order.
+    A second name of one stored array (an HDF5 hard link) is a layer only when ``layer_order``
+    or a selector names it. An array that would be a layer but would read invented data (a
+    virtual dataset with a missing source, unallocated storage) is an error naming the array.
     """
     kind = file_kind(path)
     arrays, attrs = list_arrays(path)
-    infos = {a.name: DatasetInfo(a.name, a.shape, a.dtype, not _layer_problem(a.shape, a.dtype), _layer_problem(a.shape, a.dtype))
-             for a in arrays}
+    infos = {a.name: _dataset_info(a) for a in arrays}
     order = attrs.get("layer_order")
     if order is None:
         names = [n for n, i in infos.items() if i.is_layer]
@@ -155,14 +163,20 @@ def open_activation_file(path: str) -> ActivationFile:
         names = [str(n).lstrip("/") for n in (order if isinstance(order, list) else [order])]
         for n in names:
             if n not in infos:
-                raise RepsimError(f"{path}: root attribute layer_order names {n!r}, which is not a dataset in the file")
-            if not infos[n].is_layer:
+                link = hdf5_link_problem(path, n) if kind == "hdf5" else ""
+                raise RepsimError(f"{path}: root attribute layer_order names {n!r}, which "
+                                  + (link if link else "is not a dataset in the file"))
+            if _layer_problem(infos[n].shape, infos[n].dtype):
                 raise RepsimError(f"{path}: layer {n!r} (shape {infos[n].shape}): {infos[n].reason}")
         chosen = set(names)
         datasets = [
-            DatasetInfo(i.name, i.shape, i.dtype, i.name in chosen, i.reason or ("" if i.name in chosen else "not in layer_order"))
+            DatasetInfo(i.name, i.shape, i.dtype, i.name in chosen,
+                        "" if i.name in chosen else (_own_problem(i) or "not in layer_order"), i.problem)
             for i in infos.values()
         ]
+    for n in names:
+        if infos[n].problem:
+            raise RepsimError(f"{path}: dataset {n!r} {infos[n].problem}")
     axes = _axes_attrs(path, kind, [n for n in names if len(infos[n].shape) >= 3])
     layers = [LayerRef(path, n, infos[n].shape, infos[n].dtype, kind, axes=axes.get(n)) for n in names]
     return ActivationFile(path, kind, layers, datasets, attrs)
@@ -181,6 +195,18 @@ def _axes_attrs(path: str, kind: str, names: list[str]) -> dict[str, str]:
             if val is not None:
                 out[n] = val.decode() if isinstance(val, bytes) else str(val)
     return out
+
+
+def _dataset_info(a: Any) -> DatasetInfo:
+    """A listed array as a DatasetInfo: a layer unless its shape/dtype say no, or it is another name of an earlier one."""
+    reason = _layer_problem(a.shape, a.dtype)
+    if not reason and a.alias_of is not None:
+        reason = f"another name (hard link) of {a.alias_of!r}"
+    return DatasetInfo(a.name, a.shape, a.dtype, not reason, reason, a.problem)
+
+
+def _own_problem(info: DatasetInfo) -> str:
+    return info.reason if info.reason and not info.reason.startswith("another name") else ""
 
 
 # --------------------------------------------------------------------------- selectors
@@ -228,9 +254,14 @@ def select_layers(arg: str, file: ActivationFile | None = None) -> list[LayerRef
     # A dataset that exists but is not a layer by layer_order can still be named explicitly.
     for info in af.datasets:
         if info.name == pattern:
-            if info.reason and info.reason != "not in layer_order":
+            if info.problem:
+                raise RepsimError(f"{path}: dataset {info.name!r} {info.problem}")
+            if info.reason and info.reason != "not in layer_order" and not info.reason.startswith("another name"):
                 raise RepsimError(f"{path}: {info.name!r} (shape {info.shape}, dtype {info.dtype}) is not a layer: {info.reason}")
             return [LayerRef(path, info.name, info.shape, info.dtype, af.kind)]
+    link = hdf5_link_problem(path, pattern) if af.kind == "hdf5" else ""
+    if link:
+        raise RepsimError(f"{path}: {pattern!r} {link}")
     raise RepsimError(f"{path}: selector {pattern!r} matches no layer; available layers: {_names(af)}")
 
 
@@ -369,6 +400,7 @@ def load_layer(
     n_used = ref.n_samples if rows is None else len(rows)
     if n_used < min_samples:
         raise RepsimError(f"{where}: N={n_used} inputs, need at least {min_samples}")
+    check_allocation(where, load_bytes(ref, rows, pool, channel_axis), _load_advice(ref))
     raw = read_array(ref.file, ref.kind, ref.name, rows)
     warnings = []
     groups = None
@@ -435,6 +467,29 @@ def pool_token_layer(arr: np.ndarray, mask: np.ndarray | None, pool: str, label:
     return np.asarray(arr[np.arange(n), idx], dtype=np.float64), f"{label}: pool {pool} used the {pool} real token of each of {n} sequences ({src})"
 
 
+def _load_advice(ref: LayerRef) -> str | None:
+    from repsim_cli.io.arrays import FORMATS, NPZ_ADVICE
+    from repsim_cli.io.budget import current_advice
+
+    fmt = FORMATS.get(ref.kind)
+    return f"{NPZ_ADVICE}; or {current_advice()}" if fmt is not None and not fmt.sliceable else None
+
+
+def load_bytes(ref: LayerRef, rows: np.ndarray | None, pool: str = "none", channel_axis: int = 1) -> int:
+    """Bytes :func:`load_layer` allocates: the rows read in the stored dtype (a compressed ``.npz``
+    member is inflated whole) plus the float64 N x F matrix (0 for an in-memory float64 array)."""
+    from repsim_cli.io.arrays import FORMATS
+
+    per_row = int(np.prod(ref.shape[1:]))
+    n_used = ref.n_samples if rows is None else len(rows)
+    fmt = FORMATS.get(ref.kind)
+    read_rows = ref.n_samples if fmt is not None and not fmt.sliceable else n_used
+    raw = 0 if ref.kind == "memory" else read_rows * per_row * ref.dtype.itemsize
+    f_out = per_row if pool in TOKEN_POOLS else ref.features(pool, channel_axis)  # tokens: up to N*T rows of D
+    same = ref.kind == "memory" and ref.dtype == np.float64 and rows is None and (pool == "none" or len(ref.shape) <= 2)
+    return raw + (0 if same else n_used * f_out * 8)
+
+
 def _check_finite(data: np.ndarray, where: str) -> None:
     finite = np.isfinite(data)
     if finite.all():
@@ -499,6 +554,14 @@ def describe_file(arg: str, constant: bool = True, pool: str = "none", channel_a
     features after flattening/pooling and, with ``constant``, the number of constant columns
     counted in row blocks (never loading a layer whole).
     """
+    from repsim_cli.io.budget import advice_scope, budget_scope
+
+    # constant columns are counted in row blocks: a format read whole (.npz) may use this much
+    with advice_scope("list it without reading data (constant=False)"), budget_scope(INSPECT_READ_BYTES):
+        return _describe_file(arg, constant, pool, channel_axis)
+
+
+def _describe_file(arg: str, constant: bool, pool: str, channel_axis: int) -> dict[str, Any]:
     path, pattern = split_selector(arg)
     af = open_activation_file(path)
     chosen = None if pattern is None else {r.name for r in select_layers(arg, af)}

@@ -180,9 +180,34 @@ def rbf_gram(x: np.ndarray, sigma: float = 0.4, median: str = "all") -> tuple[np
             "use kernel=linear" + (" or median=pairs" if median == "all" else "")
         )
     s2 = sigma * sigma * med2
+    if not (s2 > 0.0 and np.isfinite(1.0 / (2.0 * s2)) and np.isfinite(s2)):
+        raise RepsimError(
+            f"cka/hsic: sigma={sigma:g} makes the RBF bandwidth s^2 = sigma^2 * {med2:.3g} "
+            f"{'underflow to 0' if not s2 * 1e300 > 0 or not np.isfinite(1.0 / (2.0 * s2)) else 'overflow'}; "
+            "sigma is a fraction of the median distance: use a value such as 0.1 to 2"
+        )
     d2 *= -1.0 / (2.0 * s2)
     np.exp(d2, out=d2)
+    _check_rbf_informative(d2, sigma)
     return d2, float(np.sqrt(s2)) * scale
+
+
+def _check_rbf_informative(k: np.ndarray, sigma: float) -> None:
+    """An RBF Gram with every off-diagonal entry 0 (sigma far too small) or 1 (far too large) says nothing."""
+    n = k.shape[0]
+    if n < 2:
+        return
+    off = k[~np.eye(n, dtype=bool)]
+    if not off.any():
+        raise RepsimError(
+            f"cka/hsic: sigma={sigma:g} is so small that every off-diagonal RBF kernel value underflows to 0 "
+            "(the kernel is the identity whatever the data); use a value such as 0.1 to 2"
+        )
+    if np.all(off == 1.0):
+        raise RepsimError(
+            f"cka/hsic: sigma={sigma:g} is so large that every RBF kernel value is 1 (the kernel is constant); "
+            "use a value such as 0.1 to 2"
+        )
 
 
 def u_center_gram(k: np.ndarray) -> np.ndarray:

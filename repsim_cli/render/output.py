@@ -157,15 +157,16 @@ def write_stdout(data: str | bytes) -> None:
     A closed pipe (``| head``) is not an error: :class:`BrokenPipeError` propagates for the
     CLI to end quietly.
     """
-    payload = data.encode("utf-8") if isinstance(data, str) else data
     stream = sys.stdout
     if stream is None:
         raise RepsimError("standard output is closed; give -o FILE")
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    payload = data.encode(encoding, errors="replace") if isinstance(data, str) else data  # text: as print would
     try:
         stream.flush()
         buffer = getattr(stream, "buffer", None)
         if buffer is None:  # a text-only stream (tests capture stdout like this)
-            stream.write(payload.decode("utf-8"))
+            stream.write(data if isinstance(data, str) else data.decode(encoding, errors="replace"))
             stream.flush()
             return
         view = memoryview(payload)

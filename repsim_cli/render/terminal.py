@@ -309,15 +309,15 @@ def inspect_table(docs: list[dict[str, Any]], constant: bool) -> Any:
     parts = []
     for d in docs:
         table = Table(title=f"{d['file']} ({d['format']})", title_justify="left")
-        for col in ("dataset", "layer", "shape", "dtype", "N", "features"):
+        for col in ("name (select as FILE:NAME)", "layer?", "shape", "dtype", "N", "features"):
             table.add_column(col, justify="right" if col in ("N", "features") else "left")
         if constant:
             table.add_column("constant cols", justify="right")
         order = {name: i for i, name in enumerate(d["layers"])}
-        for e in sorted(d["datasets"], key=lambda e: (not e["is_layer"], order.get(e["name"], 0))):
+        for e in sorted(d["datasets"], key=lambda e: (not e["is_layer"], order.get(e["name"], len(order)))):
             row = [
                 e["name"],
-                f"#{order[e['name']] + 1}" if e["is_layer"] else f"no: {e['reason']}",
+                "yes" if e["is_layer"] else f"no: {e['reason']}",
                 "x".join(str(s) for s in e["shape"]) or "scalar",
                 e["dtype"],
                 str(e.get("n_samples", "")),

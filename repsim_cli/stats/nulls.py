@@ -24,7 +24,7 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -94,6 +94,12 @@ def permutation_indices(n: int, count: int, seed: int) -> np.ndarray:
     for k in range(count):
         out[k] = _permutation(n, seed, k)
     return out
+
+
+def iter_permutations(n: int, count: int, seed: int) -> Iterator[np.ndarray]:
+    """The rows of :func:`permutation_indices` one at a time (memory O(n), not count x n); same permutations."""
+    for k in range(count):
+        yield _permutation(n, seed, k)
 
 
 def bootstrap_rows(n: int, seed: int, k: int, unique: bool = False) -> np.ndarray:
@@ -513,6 +519,23 @@ def _tail_warning(count: int, ci: float, what: str) -> list[str]:
     return []
 
 
+def _interval_method(metric: Any, unique: bool, ci_method: str | None, groups: np.ndarray | None, n_boot: int, jobs: int) -> str:
+    """The interval method to use (checked): the metric's default unless given; rows grouped into
+    sequences never take the jackknife (deleting one token of a sequence is not a resample)."""
+    from repsim_cli.stats import intervals
+
+    method = intervals.default_ci_method(metric, unique) if ci_method is None else intervals.check_ci_method(ci_method)
+    if groups is not None and method == "jackknife":
+        if ci_method == "jackknife":
+            raise RepsimError("ci_method=jackknife deletes single rows; with rows grouped into sequences (pool tokens) use percentile or bca")
+        method = "percentile"  # the cluster bootstrap resamples whole sequences
+    if n_boot < 2 and method != "jackknife":
+        raise RepsimError(f"ci_method={method} resamples the inputs; use bootstrap 2 or more (got {n_boot}), or ci_method=jackknife")
+    if jobs < 1:
+        raise RepsimError(f"jobs must be >= 1, got {jobs}")
+    return method
+
+
 def bootstrap_interval(
     metric: Any,
     x: np.ndarray,
@@ -554,15 +577,7 @@ def bootstrap_interval(
     seed = _check_seed(seed)
     _check_ci(ci)
     unique = needs_distinct_rows(metric) if unique_rows is None else bool(unique_rows)
-    method = intervals.default_ci_method(metric, unique) if ci_method is None else intervals.check_ci_method(ci_method)
-    if groups is not None and method == "jackknife":
-        if ci_method == "jackknife":  # rows are tokens of whole sequences: deleting one token is not a resample
-            raise RepsimError("ci_method=jackknife deletes single rows; with rows grouped into sequences (pool tokens) use percentile or bca")
-        method = "percentile"  # the cluster bootstrap resamples whole sequences
-    if n_boot < 2 and method != "jackknife":
-        raise RepsimError(f"ci_method={method} resamples the inputs; use bootstrap 2 or more (got {n_boot}), or ci_method=jackknife")
-    if jobs < 1:
-        raise RepsimError(f"jobs must be >= 1, got {jobs}")
+    method = _interval_method(metric, unique, ci_method, groups, n_boot, jobs)
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     _check_pair(x, y)
