@@ -35,13 +35,13 @@ def main(argv: list[str] | None = None) -> None:
             payload = b"x" * size
             plain_path, atomic_path = os.path.join(folder, "plain.json"), os.path.join(folder, "atomic.json")
 
-            def plain() -> None:
-                with open(plain_path, "wb") as fh:
-                    fh.write(payload)
+            def plain(path: str = plain_path, data: bytes = payload) -> None:
+                with open(path, "wb") as fh:
+                    fh.write(data)
 
             floor = best_of(plain, repeat)
-            atomic = best_of(lambda: write_atomic(atomic_path, payload), repeat)
-            device = best_of(lambda: write_atomic("/dev/null", payload), repeat)
+            atomic = best_of(lambda p=atomic_path, d=payload: write_atomic(p, d), repeat)
+            device = best_of(lambda d=payload: write_atomic("/dev/null", d), repeat)
             label = f"{size >> 10} KiB"
             print(f"| write_atomic, regular file | {label} | {1e3 * floor:.2f} | {1e3 * atomic:.2f} | {atomic / floor:.2f} |")
             print(f"| write_atomic, /dev/null (in place) | {label} | {1e3 * floor:.2f} | {1e3 * device:.2f} | {device / floor:.2f} |")
@@ -49,9 +49,9 @@ def main(argv: list[str] | None = None) -> None:
     clean = [f"encoder/layers/{i}/mlp/fc2" for i in range(n)]
     hostile = [f"layer{i}\x1b]0;pwned\x07\n=cmd" for i in range(n)]
     for kind, names in (("clean", clean), ("hostile", hostile)):
-        floor = best_of(lambda: [s.isprintable() for s in names], repeat)
-        esc = best_of(lambda: [escape_text(s) for s in names], repeat)
-        csv = best_of(lambda: [csv_safe(s) for s in names], repeat)
+        floor = best_of(lambda ns=names: [s.isprintable() for s in ns], repeat)
+        esc = best_of(lambda ns=names: [escape_text(s) for s in ns], repeat)
+        csv = best_of(lambda ns=names: [csv_safe(s) for s in ns], repeat)
         print(f"| escape_text, {kind} names | {n} | {1e3 * floor:.2f} | {1e3 * esc:.2f} | {esc / floor:.2f} |")
         print(f"| csv_safe, {kind} names | {n} | {1e3 * floor:.2f} | {1e3 * csv:.2f} | {csv / floor:.2f} |")
 
