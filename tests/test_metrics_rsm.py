@@ -4,6 +4,9 @@ second formulas (hat matrices, canonical correlations, N x N matrices)."""
 
 from __future__ import annotations
 
+import json
+import os
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -100,16 +103,34 @@ def test_dcor_resi_parity():
         assert record("dcor vs ReSi formula", distance_correlation(x, y), dcor_resi(x, y)) <= 1e-12
 
 
-def test_dcor_matches_the_dcor_package(monkeypatch):
-    # numba compiling dcor's kernels takes ~40 s on a busy machine; the same code interpreted is exact
-    # and fast at these sizes (takes effect when dcor is first imported here)
-    monkeypatch.setenv("NUMBA_DISABLE_JIT", "1")
-    dcor = pytest.importorskip("dcor", reason="the dcor package (test extra) is not installed")
-    for seed in range(3):
-        x, y = pair(seed, 35, 5, 4)
-        assert record("dcor vs dcor package", distance_correlation(x, y), dcor.distance_correlation(x, y, method="naive")) <= 1e-12
-        want = dcor.u_distance_correlation_sqr(x, y, method="naive")
-        assert record("dcor unbiased vs dcor package", distance_correlation(x, y, unbiased=True), want) <= 1e-12
+def test_dcor_matches_the_dcor_package(tmp_path):
+    """Against the `dcor` package, run in a fresh interpreter with numba's JIT off from the start.
+
+    numba reads NUMBA_DISABLE_JIT when it is first imported; another library may have imported it
+    earlier in this process (then dcor's kernels fail to type), and compiling them takes ~40 s here.
+    """
+    pytest.importorskip("dcor", reason="the dcor package (test extra) is not installed")
+    import subprocess
+    import sys
+
+    pairs = [pair(seed, 35, 5, 4) for seed in range(3)]
+    for i, (x, y) in enumerate(pairs):
+        np.save(tmp_path / f"x{i}.npy", x)
+        np.save(tmp_path / f"y{i}.npy", y)
+    code = (
+        "import sys, json, numpy as np, dcor\n"
+        "out = []\n"
+        "for i in range(3):\n"
+        "    x, y = np.load(f'{sys.argv[1]}/x{i}.npy'), np.load(f'{sys.argv[1]}/y{i}.npy')\n"
+        "    out.append([float(dcor.distance_correlation(x, y, method='naive')), float(dcor.u_distance_correlation_sqr(x, y, method='naive'))])\n"
+        "print(json.dumps(out))\n"
+    )
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for (x, y), (want, want_u) in zip(pairs, json.loads(proc.stdout)):
+        assert record("dcor vs dcor package", distance_correlation(x, y), want) <= 1e-12
+        assert record("dcor unbiased vs dcor package", distance_correlation(x, y, unbiased=True), want_u) <= 1e-12
 
 
 def test_dcor_independent_is_small_unbiased_can_be_negative_and_errors():

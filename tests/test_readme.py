@@ -48,3 +48,15 @@ def test_python_example_runs_and_its_output_is_current(tmp_path):
     for code, shown in blocks:
         assert build_readme.run_python(code, cwd=tmp_path) == shown, "run `make readme`"
     assert (tmp_path / "docs" / "heatmap_api.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("name", ["compare", "heatmap", "test", "inputsim", "inspect"])
+def test_every_api_parameter_is_in_the_readme(name):
+    import inspect
+
+    import repsim_cli as rs
+
+    section = README[README.index("## Python API"):]
+    row = next(line for line in section.splitlines() if line.startswith(f"| `rs.{name}("))
+    missing = [p for p in inspect.signature(getattr(rs, name)).parameters if p not in row]
+    assert not missing, f"rs.{name}: parameters not in the README's API table: {missing}"
