@@ -60,7 +60,9 @@ def _svd_basis(x: np.ndarray, keep_proj: bool = False, keep_xc: bool = False) ->
             "canonical correlations are undefined"
         )
     u, s = left_svd(xc)
-    r = int(np.count_nonzero(s > rank_tolerance(s, xc.shape)))
+    # centering removes one direction exactly: rank <= N - 1 even where large offsets leave a rounding
+    # residue just above the rank rule's tolerance (float32 data near 1e4 with N <= F)
+    r = min(int(np.count_nonzero(s > rank_tolerance(s, xc.shape))), n - 1)
     q = np.ascontiguousarray(u[:, :r])
     proj = q.T @ xc if keep_proj else None  # = S_r V_r^T
     return Basis(q, s, proj, xc if keep_xc else None, float(np.sum(s * s)), f)
@@ -222,8 +224,14 @@ def _pwcca_pair(a: Basis, b: Basis, params: Mapping[str, Any]) -> MetricResult:
     rho = np.clip(rho, 0.0, 1.0)
     assert first.proj is not None
     alpha = pwcca_weights(first.q, u, first.proj)
+    value, warnings = pwcca_value(alpha, rho, a.n, a.features, b.features)
+    return MetricResult(value, {"rank_a": a.rank, "rank_b": b.rank}, warnings)
+
+
+def pwcca_value(alpha: np.ndarray, rho: np.ndarray, n: int, fa: int, fb: int) -> tuple[float, list[str]]:
+    """sum alpha_i rho_i / sum alpha_i, with the degenerate-regime and tied-at-1 caveats (both routes)."""
     value = float(np.dot(alpha, rho) / alpha.sum())
-    warnings = _degenerate_warnings(a.n, a.features, b.features, "pwcca")
+    warnings = _degenerate_warnings(n, fa, fb, "pwcca")
     tied = int(np.count_nonzero(rho > 1.0 - 1e-10))
     if tied >= 2:
         warnings.append(
@@ -231,7 +239,7 @@ def _pwcca_pair(a: Basis, b: Basis, params: Mapping[str, Any]) -> MetricResult:
             "within a tied subspace the canonical variates, hence the weights, depend on an arbitrary basis, so the "
             "value is not unique (typically to ~1e-3)"
         )
-    return MetricResult(value, {"rank_a": a.rank, "rank_b": b.rank}, warnings)
+    return value, warnings
 
 
 def pwcca(x: np.ndarray, y: np.ndarray, weights: str = "a") -> float:

@@ -46,7 +46,7 @@ import numpy as np
 from repsim_cli.errors import RepsimError
 from repsim_cli.metrics import correlation as _correlation  # noqa: F401  (registers meanmax/matched first)
 from repsim_cli.metrics import shape as _shape  # noqa: F401  (registers procrustes first)
-from repsim_cli.metrics.cca import _degenerate_warnings, _stat, kept_components
+from repsim_cli.metrics.cca import _degenerate_warnings, _stat, kept_components, pwcca_value
 from repsim_cli.metrics.cka import _check_n, _ratio, hsic_scale
 from repsim_cli.metrics.registry import MetricResult, attach_moments
 
@@ -323,15 +323,7 @@ def pwcca_from_moments(m: Moments, params: Mapping[str, Any]) -> MetricResult:
     rho = np.clip(rho, 0.0, 1.0)
     proj = np.sqrt(first.lam[: first.rank])[:, None] * first.vec[:, : first.rank].T  # Q^T X_c
     alpha = np.abs(u.T @ proj).sum(axis=1)
-    value = float(np.dot(alpha, rho) / alpha.sum())
-    warnings = _degenerate_warnings(m.n, sa.features, sb.features, "pwcca")
-    tied = int(np.count_nonzero(rho > 1.0 - 1e-10))
-    if tied >= 2:
-        warnings.append(
-            f"pwcca: {tied} canonical correlations are tied at 1 (the two sides share a {tied}-dimensional subspace); "
-            "within a tied subspace the canonical variates, hence the weights, depend on an arbitrary basis, so the "
-            "value is not unique (typically to ~1e-3)"
-        )
+    value, warnings = pwcca_value(alpha, rho, m.n, sa.features, sb.features)
     warnings += _conditioning_warnings(m, ("A", sa, sa.rank), ("B", sb, sb.rank))
     return MetricResult(value, {"rank_a": sa.rank, "rank_b": sb.rank}, warnings)
 
