@@ -11,6 +11,14 @@ import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+# CI gates a landing: there the property tests run a fixed (derandomized) sequence of examples, so a
+# rare edge case found by chance cannot flip the gate; locally they keep exploring new examples.
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    _hypothesis_settings.load_profile("ci")
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"
 
