@@ -20,10 +20,13 @@ app = typer.Typer(
     name="repsim",
     help=(
         "How similar are two neural-network representations? Compare saved activations "
-        "(HDF5, .npy, .npz; N inputs x features per layer) with CKA, CCA, Procrustes, RSA and "
-        "honest baselines, against permutation and bootstrap nulls.\n\n"
-        "Exit codes: 0 ok, 1 a --fail-below/--fail-above gate was crossed, 2 bad input or usage, "
-        "130 interrupted."
+        "(HDF5, .npy, .npz, zarr, .pt, .safetensors; N inputs x features per layer) with CKA, CCA, "
+        "Procrustes and shape metrics, RSA, neighbourhood measures and honest baselines, against exact "
+        "chance levels, permutation and bootstrap nulls; stream files larger than memory or run on a dask "
+        "cluster; capture activations from PyTorch / Hugging Face models. Everything is also a Python "
+        "API: import repsim_cli as rs.\n\n"
+        "Exit codes: 0 ok, 1 a --fail-* gate was crossed, 2 bad input or usage, 130 interrupted "
+        "(129 / 143 on SIGHUP / SIGTERM)."
     ),
     no_args_is_help=True,
     add_completion=False,
