@@ -48,7 +48,6 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
-from scipy import stats as sps
 
 from repsim_cli.errors import RepsimError
 from repsim_cli.metrics.cka import (
@@ -374,7 +373,11 @@ def pearson3_sf(x: float, mean: float, std: float, skew: float | None) -> float:
     """
     z = (x - mean) / std
     if skew is None or abs(skew) < 1e-8:
+        from scipy import stats as sps  # imported here, not at start-up
+
         return float(sps.norm.sf(z))
+    from scipy import stats as sps
+
     return float(sps.pearson3.sf(z, skew))
 
 
