@@ -51,3 +51,23 @@ def pair_files(tmp_path: Path, rng: np.random.Generator) -> tuple[Path, Path]:
     a = write_h5(tmp_path / "a.h5", a_layers, list(a_layers), labels=labels)
     b = write_h5(tmp_path / "b.h5", b_layers, list(b_layers), labels=labels)
     return a, b
+
+
+def assert_cli_matches_library(pair_files: tuple[Path, Path], spec: str) -> None:
+    """`repsim compare FILE:layers/2 ... -m SPEC --permutations 19` gives the library's value and a p-value."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from repsim_cli.cli import app
+    from repsim_cli.metrics import parse_metric
+
+    a, b = pair_files
+    with h5py.File(a) as fa, h5py.File(b) as fb:
+        want = parse_metric(spec).compute(fa["layers/2"][()], fb["layers/2"][()]).value
+    args = ["compare", f"{a}:layers/2", f"{b}:layers/2", "-m", spec, "--permutations", "19", "--format", "json"]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.stderr
+    rec = json.loads(out.stdout)["results"][0]
+    assert rec["value"] == pytest.approx(want, abs=1e-12)
+    assert 0 < rec["p_value"] <= 1

@@ -30,6 +30,8 @@ from repsim_cli.metrics import (
     soft_match_distance,
 )
 
+from conftest import assert_cli_matches_library
+
 WORST: dict[str, float] = {}
 
 
@@ -372,22 +374,7 @@ CLI_SPECS = ["shape", "shape:alpha=0.5,form=euclidean", "procrustes:align=permut
 
 @pytest.mark.parametrize("spec", CLI_SPECS)
 def test_compare_on_files_matches_library_with_permutation_null(pair_files, spec):
-    import json
-
-    import h5py
-    from typer.testing import CliRunner
-
-    from repsim_cli.cli import app
-
-    a, b = pair_files
-    with h5py.File(a) as fa, h5py.File(b) as fb:
-        want = parse_metric(spec).compute(fa["layers/2"][()], fb["layers/2"][()]).value
-    args = ["compare", f"{a}:layers/2", f"{b}:layers/2", "-m", spec, "--permutations", "19", "--format", "json"]
-    out = CliRunner().invoke(app, args)
-    assert out.exit_code == 0, out.stderr
-    rec = json.loads(out.stdout)["results"][0]
-    assert rec["value"] == pytest.approx(want, abs=1e-12)
-    assert 0 < rec["p_value"] <= 1
+    assert_cli_matches_library(pair_files, spec)
 
 
 @pytest.mark.filterwarnings("ignore::repsim_cli.errors.RepsimWarning")  # few resamples, on purpose

@@ -18,6 +18,8 @@ from repsim_cli.errors import RepsimError
 from repsim_cli.metrics import get_metric, parse_metric, ridge_r2
 from repsim_cli.metrics.predictivity import AUTO_GRID, fold_assignment
 
+from conftest import assert_cli_matches_library
+
 WORST: dict[str, float] = {}
 
 
@@ -150,22 +152,7 @@ def test_report_worst_disagreements():
 
 @pytest.mark.parametrize("spec", ["ridge", "ridge:alpha=1.0,predict=a,folds=3,seed=4"])
 def test_compare_on_files_matches_library_with_permutation_null(pair_files, spec):
-    import json
-
-    import h5py
-    from typer.testing import CliRunner
-
-    from repsim_cli.cli import app
-
-    a, b = pair_files
-    with h5py.File(a) as fa, h5py.File(b) as fb:
-        want = parse_metric(spec).compute(fa["layers/2"][()], fb["layers/2"][()]).value
-    args = ["compare", f"{a}:layers/2", f"{b}:layers/2", "-m", spec, "--permutations", "19", "--format", "json"]
-    out = CliRunner().invoke(app, args)
-    assert out.exit_code == 0, out.stderr
-    rec = json.loads(out.stdout)["results"][0]
-    assert rec["value"] == pytest.approx(want, abs=1e-12)
-    assert 0 < rec["p_value"] <= 1
+    assert_cli_matches_library(pair_files, spec)
 
 
 @pytest.mark.filterwarnings("ignore::repsim_cli.errors.RepsimWarning")  # few resamples, on purpose
